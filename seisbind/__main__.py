@@ -1,0 +1,3 @@
+from seisbind.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,55 @@
+"""The ``seisbind`` command line: one sub-command per job.
+
+Each job lives in its own module and registers itself here with a parser builder
+and a ``run(args) -> int`` function, so a new job is one line in ``_COMMANDS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, help). The module defines ``add_arguments(parser)`` and ``run(args)``.
+_COMMANDS = {
+    "generate": ("seisbind.data.generate_cli", "generate physics-based paired data (quake, openfwi)"),
+    "quickstart": ("seisbind.unbuilt", "generate, train, evaluate, index and query (not built yet)"),
+    "export": ("seisbind.unbuilt", "export embeddings to Parquet/NumPy (not built yet)"),
+    "index": ("seisbind.unbuilt", "build and query a FAISS index (not built yet)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seisbind", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in _COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module_name, _name=name)
+        module = importlib.import_module(module_name)
+        module.add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from seisbind import __version__
+
+        print(__version__)
+        return 0
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    module = importlib.import_module(args._module)
+    try:
+        return int(module.run(args) or 0)
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        # Bad input is reported as one clear line, not a traceback.
+        print(f"seisbind {args._name}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,15 @@
+"""The modalities seisbind binds, named once (as ImageBind's ``ModalityType``).
+
+Every modality-keyed structure (model ``ModuleDict``s, dataset columns, exports)
+uses these names, so adding a modality starts here.
+"""
+
+from __future__ import annotations
+
+
+class ModalityType:
+    IMAGE = "image"  # a 1-channel seismic section, SFM convention
+    WAVEFORM = "waveform"  # (stations, channels, time) ground motion, SeisLM convention
+    TEXT = "text"  # reserved: captions are already stored with every pair
+
+    ALL = (IMAGE, WAVEFORM)
