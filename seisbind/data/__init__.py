@@ -1,0 +1,1 @@
+"""Paired data: physics-based generation (scenarios), storage and loading."""

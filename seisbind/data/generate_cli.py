@@ -1,0 +1,103 @@
+"""``seisbind generate``: physics-based paired data, and OpenFWI ``.npy`` import/export."""
+
+from __future__ import annotations
+
+import argparse
+
+import yaml
+
+from seisbind.data.scenarios import SCENARIOS
+
+# Flags that map to scenario config keys (per scenario), as open_clip's flags map to config keys.
+_FLAG_TO_KEY = {
+    "sources_per_geology": {"quake": "sources_per_geology"},
+    "n_stations": {"quake": "n_stations"},
+    "image_size": {"quake": ("image_height", "image_width")},
+    "window_seconds": {"quake": "window_seconds"},
+    "grid_spacing": {"quake": "grid_spacing", "openfwi": "grid_spacing"},
+    "wavelet_freq": {"quake": "wavelet_freq", "openfwi": "wavelet_freq"},
+}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scenario", choices=sorted(SCENARIOS), default="quake")
+    p.add_argument("--out", required=True, help="output folder (resumes if it holds the same generation)")
+    p.add_argument("--num-geologies", type=int, default=32, help="geologies (rows) to generate (default 32)")
+    p.add_argument("--sources-per-geology", type=int, help="quake: sources (positive waveforms) per geology")
+    p.add_argument("--n-stations", type=int, help="quake: surface stations")
+    p.add_argument("--image-size", type=int, help="quake: section image height = width, pixels (default 224)")
+    p.add_argument("--window-seconds", type=float, help="quake: recording window, s (default 30, 3001 samples)")
+    p.add_argument("--grid-spacing", type=float, help="simulation cell size, m")
+    p.add_argument("--wavelet-freq", type=float, help="Ricker peak frequency, Hz")
+    p.add_argument("--config", help="YAML file of scenario config keys (see configs/data/)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any scenario config key (YAML value)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0, help="worker processes, one thread each (0 = one per CPU)")
+    p.add_argument("--shard", default="0/1", help="k/n: generate only chunks c with c %% n == k (cluster array jobs)")
+    p.add_argument("--chunk-size", type=int, default=8, help="geologies per chunk: the unit of resume")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--import-openfwi", metavar="NPY_DIR", help="convert OpenFWI data*/model*.npy pairs instead of simulating")
+    p.add_argument("--export-openfwi", metavar="NPY_DIR", help="after generating, write the openfwi split(s) as OpenFWI .npy pairs")
+
+
+def config_overrides(args: argparse.Namespace) -> dict:
+    overrides: dict = {}
+    if args.config:
+        with open(args.config) as fh:
+            loaded = yaml.safe_load(fh) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{args.config} must hold a mapping of config keys")
+        overrides.update(loaded)
+    for flag, per_scenario in _FLAG_TO_KEY.items():
+        value = getattr(args, flag)
+        if value is None:
+            continue
+        if args.scenario not in per_scenario:
+            raise ValueError(f"--{flag.replace('_', '-')} does not apply to scenario {args.scenario}")
+        keys = per_scenario[args.scenario]
+        for key in keys if isinstance(keys, tuple) else (keys,):
+            overrides[key] = value
+    for item in args.set:
+        if "=" not in item:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        overrides[key.strip()] = yaml.safe_load(value)
+    return overrides
+
+
+def run(args: argparse.Namespace) -> int:
+    from seisbind.data.generate import generate, parse_shard
+    from seisbind.data.openfwi_io import export_openfwi, import_openfwi
+
+    if args.import_openfwi:
+        path = import_openfwi(args.import_openfwi, args.out, seed=args.seed)
+        print(f"imported OpenFWI pairs into {path}")
+        return 0
+    report = generate(
+        args.out,
+        args.scenario,
+        args.num_geologies,
+        seed=args.seed,
+        workers=args.workers,
+        shard=parse_shard(args.shard),
+        chunk_size=args.chunk_size,
+        config=config_overrides(args),
+        progress=not args.no_progress,
+    )
+    print(
+        f"{args.scenario}: {report.geologies_generated} geologies ({report.pairs} image-waveform pairs) in "
+        f"{report.wall_seconds:.1f} s, {report.pairs_per_second:.2f} pairs/s; "
+        f"{report.chunks_skipped} finished chunk(s) kept from before"
+    )
+    if report.dataset_path is None:
+        print(f"chunks written to {report.out_dir / 'chunks'}; the dataset is assembled when every shard has finished")
+        return 0
+    print(f"dataset: {report.dataset_path}")
+    if args.export_openfwi:
+        if args.scenario != "openfwi":
+            raise ValueError("--export-openfwi needs --scenario openfwi")
+        for split in ("train", "validation", "test"):
+            files = export_openfwi(report.dataset_path, f"{args.export_openfwi}/{split}", split)
+            print(f"{split}: wrote {len(files)} OpenFWI file(s) to {args.export_openfwi}/{split}")
+    return 0
+
