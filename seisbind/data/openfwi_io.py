@@ -41,19 +41,25 @@ def find_pairs(folder: str | os.PathLike) -> list[tuple[Path, Path]]:
     return [(data[s], model[s]) for s in sorted(data, key=key)]
 
 
+def open_pair(data_path: Path, model_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Memory-map one pair of files and check that their shapes belong together."""
+    # allow_pickle=False: a .npy from elsewhere must not run code when opened.
+    data = np.load(data_path, mmap_mode="r", allow_pickle=False)
+    model = np.load(model_path, mmap_mode="r", allow_pickle=False)
+    if data.ndim != 4 or model.ndim != 4 or model.shape[1] != 1:
+        raise ValueError(
+            f"{data_path.name}/{model_path.name}: expected data (N, shots, time, receivers) and "
+            f"model (N, 1, H, W), got {data.shape} and {model.shape}"
+        )
+    if len(data) != len(model):
+        raise ValueError(f"{data_path.name} has {len(data)} samples but {model_path.name} has {len(model)}")
+    return data, model
+
+
 def read_pairs(folder: str | os.PathLike) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield ``(gathers (5, T, R), velocity (H, W))`` per sample, checking shapes and values."""
     for data_path, model_path in find_pairs(folder):
-        # mmap, and allow_pickle=False: a .npy from elsewhere must not run code when opened.
-        data = np.load(data_path, mmap_mode="r", allow_pickle=False)
-        model = np.load(model_path, mmap_mode="r", allow_pickle=False)
-        if data.ndim != 4 or model.ndim != 4 or model.shape[1] != 1:
-            raise ValueError(
-                f"{data_path.name}/{model_path.name}: expected data (N, shots, time, receivers) and "
-                f"model (N, 1, H, W), got {data.shape} and {model.shape}"
-            )
-        if len(data) != len(model):
-            raise ValueError(f"{data_path.name} has {len(data)} samples but {model_path.name} has {len(model)}")
+        data, model = open_pair(data_path, model_path)
         for i in range(len(data)):
             gathers, velocity = np.asarray(data[i], np.float32), np.asarray(model[i, 0], np.float32)
             if not (np.all(np.isfinite(gathers)) and np.all(np.isfinite(velocity))):
@@ -69,11 +75,13 @@ def import_openfwi(npy_folder: str | os.PathLike, out_dir: str | os.PathLike, se
     out = Path(out_dir)
     if (out / "dataset").exists():
         raise FileExistsError(f"{out / 'dataset'} exists; choose another output folder")
-    pairs = find_pairs(npy_folder)
-    shapes = [np.load(d, mmap_mode="r", allow_pickle=False).shape for d, _ in pairs]
-    n_total = sum(s[0] for s in shapes)
-    n_src, n_t, n_rec = shapes[0][1:]
-    size = np.load(pairs[0][1], mmap_mode="r", allow_pickle=False).shape[-1]
+    opened = [open_pair(d, m) for d, m in find_pairs(npy_folder)]  # every file checked before any work
+    layouts = {(d.shape[1:], m.shape[1:]) for d, m in opened}
+    if len(layouts) > 1:
+        raise ValueError(f"{npy_folder}: files of different layouts {sorted(layouts)}; import one family at a time")
+    n_total = sum(len(d) for d, _ in opened)
+    n_src, n_t, n_rec = opened[0][0].shape[1:]
+    size = opened[0][1].shape[-1]
     splits = assign_splits(n_total, seed)
     features = _features(size, n_rec, n_src, n_t)
 
@@ -85,7 +93,11 @@ def import_openfwi(npy_folder: str | os.PathLike, out_dir: str | os.PathLike, se
 
     out.mkdir(parents=True, exist_ok=True)
     cache = out / ".cache"  # from_generator's Arrow cache: kept beside the output, removed after
-    full = datasets.Dataset.from_generator(rows, features=features, cache_dir=str(cache))
+    try:
+        full = datasets.Dataset.from_generator(rows, features=features, cache_dir=str(cache))
+    except datasets.exceptions.DatasetGenerationError as err:
+        shutil.rmtree(cache, ignore_errors=True)
+        raise (err.__cause__ or err) from None  # the file problem, not the Arrow wrapper
     split_col = np.asarray(full["split"])
     dd = datasets.DatasetDict({s: full.select(np.flatnonzero(split_col == s)) for s in SPLITS})
     plan = {

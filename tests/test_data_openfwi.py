@@ -1,0 +1,82 @@
+"""The OpenFWI scenario: layout, sign, physics, and the .npy round trip."""
+
+import deepwave
+import numpy as np
+import pytest
+import torch
+
+from seisbind.data.acoustic import simulate_shot_gathers
+from seisbind.data.dataset import load_paired
+from seisbind.data.generate import generate
+from seisbind.data.openfwi_io import export_openfwi, find_pairs, import_openfwi
+
+
+def test_direct_wave_moveout_and_openfwi_sign():
+    v, dx, f0, dt = 2000.0, 10.0, 15.0, 0.001
+    gathers, _ = simulate_shot_gathers(np.full((70, 70), v), dx, np.array([0]), np.arange(70), 1, f0, dt, 1000)
+    assert gathers.shape == (1, 1000, 70)
+    t = np.arange(1000) * dt
+    picks = {}
+    for rec in (20, 40, 60):  # far enough that the direct wave is separate from the source
+        expected = 1.5 / f0 + rec * dx / v
+        win = np.abs(t - expected) < 0.03
+        picks[rec] = t[win][np.argmax(np.abs(gathers[0, win, rec]))]
+        # A 2-D line source lags its 3-D pulse by 45 deg of phase: 8.3 ms at 15 Hz.
+        assert 0 <= picks[rec] - expected <= 0.010
+    # The lag is the same everywhere, so the moveout is exactly offset / velocity (within 2 samples).
+    assert abs((picks[60] - picks[20]) - 40 * dx / v) <= 2 * dt
+    assert abs((picks[40] - picks[20]) - 20 * dx / v) <= 2 * dt
+    # OpenFWI's records have the opposite sign to deepwave's pressure output: deepwave's direct
+    # wave has a negative main lobe for a positive Ricker, OpenFWI's (and ours) a positive one.
+    raw = deepwave.scalar(
+        torch.full((70, 70), v), dx, dt, source_amplitudes=deepwave.wavelets.ricker(f0, 1000, dt, 1.5 / f0)[None, None],
+        source_locations=torch.tensor([[[1, 0]]]), receiver_locations=torch.tensor([[[1, 40]]]), pml_width=20,
+        pml_freq=f0, courant_number=0.7,
+    ).receiver_amplitudes[0, 0].numpy()  # fmt: skip
+    lobe = gathers[0, :, 40]
+    assert raw[np.argmax(np.abs(raw))] < 0 < lobe[np.argmax(np.abs(lobe))]
+    np.testing.assert_allclose(lobe, -raw, atol=1e-6 * np.abs(raw).max())
+
+
+def test_generated_openfwi_has_the_published_layout(tmp_path):
+    report = generate(tmp_path, "openfwi", 3, progress=False)
+    row = load_paired(report.dataset_path, "train", decode=False).with_format("numpy")[0]
+    assert row["image"].shape == (70, 70) and row["waveforms"].shape == (1, 70, 5, 1000)
+    assert 1500 <= row["image"].min() and row["image"].max() <= 4500
+    assert row["sampling_rate"] == 1000.0
+
+
+def test_npy_round_trip_preserves_arrays_and_shapes(tmp_path):
+    rng = np.random.default_rng(0)
+    src = tmp_path / "openfwi"
+    src.mkdir()
+    data = [rng.standard_normal((4, 5, 1000, 70)).astype(np.float32) for _ in range(2)]
+    model = [rng.uniform(1500, 4500, (4, 1, 70, 70)).astype(np.float32) for _ in range(2)]
+    for k in range(2):
+        np.save(src / f"data{k + 1}.npy", data[k])
+        np.save(src / f"model{k + 1}.npy", model[k])
+    path = import_openfwi(src, tmp_path / "ds")
+    back = tmp_path / "back"
+    all_data, all_model = np.concatenate(data), np.concatenate(model)
+    seen = 0
+    for split in ("train", "validation", "test"):
+        ids = np.asarray(load_paired(path, split, decode=False)["geology_id"])
+        export_openfwi(path, back / split, split)
+        (d, m), = find_pairs(back / split)
+        d, m = np.load(d), np.load(m)
+        assert d.shape == (len(ids), 5, 1000, 70) and m.shape == (len(ids), 1, 70, 70)
+        np.testing.assert_array_equal(d, all_data[ids])
+        np.testing.assert_array_equal(m, all_model[ids])
+        seen += len(ids)
+    assert seen == 8
+
+
+def test_broken_openfwi_folders_are_refused(tmp_path):
+    np.save(tmp_path / "data1.npy", np.zeros((2, 5, 10, 70), np.float32))
+    with pytest.raises(ValueError, match="without a partner"):
+        find_pairs(tmp_path)
+    np.save(tmp_path / "model1.npy", np.zeros((3, 1, 70, 70), np.float32))
+    with pytest.raises(ValueError, match="has 2 samples"):
+        import_openfwi(tmp_path, tmp_path / "out")
+    with pytest.raises(FileNotFoundError):
+        find_pairs(tmp_path / "nowhere")

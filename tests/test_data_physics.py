@@ -1,0 +1,105 @@
+"""Physical checks of the elastic solver set-up: arrival times, reflections, the free surface."""
+
+import numpy as np
+import pytest
+from scipy.signal import hilbert
+
+from seisbind.data.elastic import MomentTensorSource, simulate_quake
+
+DX, VP, VS, RHO = 5.0, 2000.0, 1000.0, 2000.0
+F0, SR = 10.0, 100.0
+T_PEAK = 1.5 / F0  # the Ricker source time function peaks here
+
+
+def cell_centre(metres: float) -> float:
+    return (round(metres / DX - 0.5) + 0.5) * DX
+
+
+def envelope(trace_zn: np.ndarray) -> np.ndarray:
+    """Vector envelope of the in-plane (Z, N) motion."""
+    return np.sqrt((np.abs(hilbert(trace_zn, axis=-1)) ** 2).sum(0))
+
+
+def homogeneous(nz=200, nx=400, vp=VP, vs=VS, rho=RHO):
+    return np.full((nz, nx), vp), np.full((nz, nx), vs), np.full((nz, nx), rho)
+
+
+def test_direct_p_and_s_arrive_at_distance_over_velocity():
+    # A double couple at 22.5 deg radiates both P and S towards the stations.
+    src = MomentTensorSource.from_mechanism(500.0, 1000.0, 1e10, 22.5, 0.0)
+    stations = np.array([1000.0, 1150.0, 1250.0, 1400.0, 1600.0, 1800.0])
+    n = 151
+    res = simulate_quake(*homogeneous(), DX, [src], stations, F0, SR, n)
+    w = res.waveforms[0]
+    assert np.isfinite(w).all()
+    assert np.all(w[:, 2] == 0)  # E is out of plane: P-SV motion has none
+    t = np.arange(n) / SR
+    for k, x in enumerate(stations):
+        r = np.hypot(cell_centre(500.0) - DX / 2, cell_centre(1000.0) - cell_centre(x))
+        env = envelope(w[k, :2])
+        # S is checked only inside its critical angle at the free surface (asin(Vs/Vp) = 30 deg):
+        # beyond it the surface reflection shifts the S phase.
+        incidence = np.degrees(np.arctan2(abs(x - 1000.0), 500.0))
+        for v in (VP, VS) if incidence < 30.0 else (VP,):
+            expected = T_PEAK + r / v
+            win = np.abs(t - expected) < 0.08
+            picked = t[win][np.argmax(env[win])]
+            assert abs(picked - expected) <= 2 / SR, (x, v, picked, expected)
+        # Nothing travels faster than P.
+        assert env[t < T_PEAK + r / VP - 0.1].max() < 0.03 * env.max()
+
+
+def test_two_layer_reflection_arrives_at_image_source_time():
+    h, vp2, vs2, rho2 = 300.0, 3500.0, 1800.0, 2400.0
+    vp, vs, rho = homogeneous()
+    below = (np.arange(vp.shape[0]) + 0.5) * DX > h
+    vp[below], vs[below], rho[below] = vp2, vs2, rho2
+    # An explosion just below the surface; the station 200 m away.
+    src = MomentTensorSource.from_mechanism(50.0, 500.0, 1e10, 0.0, 1.0)
+    stations = np.array([700.0])
+    n = 101
+    layered = simulate_quake(vp, vs, rho, DX, [src], stations, F0, SR, n).waveforms[0, 0]
+    uniform = simulate_quake(*homogeneous(), DX, [src], stations, F0, SR, n).waveforms[0, 0]
+    reflected = envelope(layered[:2] - uniform[:2])  # only what the interface sent back
+    offset = cell_centre(700.0) - cell_centre(500.0)
+    interface = (np.ceil(h / DX - 0.5) + 0.0) * DX  # first cell centre below h is at this depth + DX/2
+    image_depth = 2 * interface - cell_centre(50.0) - DX / 2  # source mirrored in the interface, seen from the surface row
+    expected = T_PEAK + np.hypot(offset, image_depth) / VP
+    t = np.arange(n) / SR
+    # Converted and multiple waves come later; the PP reflection is the strongest thing near its time.
+    win = np.abs(t - expected) <= 0.1
+    assert abs(t[win][np.argmax(reflected[win])] - expected) <= 2 / SR
+    assert reflected[win].max() > 0.2 * reflected.max()
+    # and the direct wave is identical in both (it never met the interface)
+    direct = np.abs(t - (T_PEAK + offset / VP)) < 0.05
+    np.testing.assert_allclose(layered[:2, direct], uniform[:2, direct], atol=0.05 * np.abs(uniform).max())
+
+
+def test_free_surface_doubles_vertically_incident_p():
+    # At a free surface the vertical velocity of a vertically incident P wave is twice the
+    # incident one; in a whole space (absorbing top) it is just the incident wave.
+    src = MomentTensorSource.from_mechanism(600.0, 750.0, 1e10, 0.0, 1.0)
+    grids = homogeneous(nz=200, nx=300)
+    peak = {}
+    t = np.arange(101) / SR
+    win = np.abs(t - (T_PEAK + 600.0 / VP)) < 0.1
+    for free in (True, False):
+        w = simulate_quake(*grids, DX, [src], np.array([750.0]), F0, SR, 101, free_surface=free).waveforms[0, 0]
+        peak[free] = np.abs(w[0, win]).max()
+    assert 1.85 < peak[True] / peak[False] < 2.15
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda vp, vs, rho: vs.__setitem__((5, 5), 2500.0), "Vp/Vs"),
+        (lambda vp, vs, rho: vp.__setitem__((5, 5), np.nan), "NaN"),
+        (lambda vp, vs, rho: rho.__setitem__((5, 5), 0.0), "positive"),
+    ],
+)
+def test_bad_models_are_refused_before_simulating(change, message):
+    vp, vs, rho = homogeneous(nz=20, nx=20)
+    change(vp, vs, rho)
+    src = MomentTensorSource.from_mechanism(50.0, 50.0, 1e10, 0.0, 1.0)
+    with pytest.raises(ValueError, match=message):
+        simulate_quake(vp, vs, rho, DX, [src], np.array([50.0]), F0, SR, 11)
