@@ -86,14 +86,15 @@ def test_killed_generation_resumes_without_redoing_finished_chunks(tmp_path):
     cmd = [sys.executable, "-m", "seisbind", "generate", "--scenario", "openfwi", "--num-geologies", "40",
            "--chunk-size", "2", "--workers", "1", "--out", str(out), "--no-progress"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    first = out / "chunks" / "chunk-00000" / "state.json"
+    first = out / "chunks" / "chunk-00000" / "dataset_dict.json"
     deadline = time.time() + 120
     while not first.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert first.exists(), "the first chunk never finished"
-    done_before = sorted(p.name for p in (out / "chunks").glob("chunk-*") if (p / "state.json").exists())
+    done_before = sorted(p.name for p in (out / "chunks").glob("chunk-*") if (p / "dataset_dict.json").exists())
+    stamp = first.stat().st_mtime_ns
     assert 0 < len(done_before) < 20
     finished = []
     report = generate(out, "openfwi", 40, chunk_size=2, progress=False, on_chunk=finished.append)
@@ -106,12 +107,15 @@ def test_killed_generation_resumes_without_redoing_finished_chunks(tmp_path):
     clean = rows_by_id(generate(tmp_path / "clean", "openfwi", 40, chunk_size=8, progress=False).dataset_path)
     for gid in (0, 1, 39):
         assert rows[gid]["waveforms"].tobytes() == clean[gid]["waveforms"].tobytes()
+    assert first.stat().st_mtime_ns == stamp  # the finished chunk was left as it was
 
 
-def test_sharded_generation_assembles_when_the_last_shard_finishes(tmp_path):
+def test_sharded_generation_completes_when_the_last_shard_finishes(tmp_path):
     kw = dict(chunk_size=2, progress=False)
     first = generate(tmp_path, "openfwi", 6, shard=(0, 2), **kw)
     assert first.dataset_path is None and first.geologies_generated == 4  # chunks 0 and 2
+    with pytest.raises(FileNotFoundError, match="unfinished"):
+        load_paired(tmp_path)
     second = generate(tmp_path, "openfwi", 6, shard=(1, 2), **kw)
     assert second.dataset_path is not None and second.geologies_generated == 2
     assert sorted(rows_by_id(second.dataset_path)) == list(range(6))

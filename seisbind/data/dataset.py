@@ -39,22 +39,35 @@ def decode_batch(batch: dict) -> dict:
 
 
 def load_paired(path: str | os.PathLike, split: str | None = None, decode: bool = True):
-    """The dataset written by ``seisbind generate`` (a DatasetDict), or one split of it.
+    """The dataset written by ``seisbind generate``: a DatasetDict by split, or one split of it.
 
-    ``path`` is the generation folder (holding ``dataset/``) or the dataset folder itself.
+    ``path`` is the generation folder. Its chunks are memory-mapped and concatenated, not copied.
     With ``decode`` the rows come back as tensors ready for the towers.
     """
+    from seisbind.data.generate import SPLITS, chunk_dirs, read_plan
+
     path = Path(path)
-    if (path / "dataset").is_dir():
-        path = path / "dataset"
-    if not (path / "dataset_dict.json").exists():
-        hint = " (generation still running or unfinished: rerun the same `seisbind generate`)" if (path / "chunks").exists() or (path.parent / "chunks").exists() else ""
-        raise FileNotFoundError(f"no paired dataset at {path}{hint}")
-    dd = datasets.load_from_disk(str(path))
-    if split is not None:
-        if split not in dd:
-            raise ValueError(f"split {split!r} not in {path}; available: {list(dd)}")
-        dd = dd[split]
+    plan = read_plan(path)
+    chunks = chunk_dirs(path, plan)
+    missing = [c.name for c in chunks if not (c / "dataset_dict.json").exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"{path} is unfinished: {len(missing)} of {len(chunks)} chunks missing (e.g. {missing[:3]}); "
+            "rerun the same `seisbind generate` (every shard) to finish it"
+        )
+    if split is not None and split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
+    parts = [datasets.load_from_disk(str(c)) for c in chunks]
+
+    def joined(s: str) -> datasets.Dataset:
+        present = [p[s] for p in parts if s in p]  # a chunk holds only the splits its rows fall in
+        if present:
+            return datasets.concatenate_datasets(present)
+        features = next(iter(parts[0].values())).features
+        return datasets.Dataset.from_dict({k: [] for k in features}, features=features)
+
+    dd = datasets.DatasetDict({s: joined(s) for s in ([split] if split else SPLITS)})
     if decode:
-        dd.set_transform(decode_batch)
-    return dd
+        for ds in dd.values():
+            ds.set_transform(decode_batch)
+    return dd[split] if split else dd

@@ -90,9 +90,9 @@ def run(args: argparse.Namespace) -> int:
         f"{report.chunks_skipped} finished chunk(s) kept from before"
     )
     if report.dataset_path is None:
-        print(f"chunks written to {report.out_dir / 'chunks'}; the dataset is assembled when every shard has finished")
+        print(f"chunks written to {report.out_dir / 'chunks'}; the dataset is complete when every shard has finished")
         return 0
-    print(f"dataset: {report.dataset_path}")
+    print(f"dataset complete: {report.dataset_path} (load with seisbind.data.dataset.load_paired)")
     if args.export_openfwi:
         if args.scenario != "openfwi":
             raise ValueError("--export-openfwi needs --scenario openfwi")

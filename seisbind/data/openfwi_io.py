@@ -10,14 +10,20 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-import datasets
 import numpy as np
 
-from seisbind.data.generate import DEFAULT_SPLIT_FRACTIONS, FORMAT_VERSION, SPLITS, save_atomically, assign_splits
+from tqdm.auto import tqdm
+
+from seisbind.data.generate import (
+    DEFAULT_SPLIT_FRACTIONS,
+    FORMAT_VERSION,
+    assign_splits,
+    chunk_dataset,
+    save_atomically,
+)
 from seisbind.data.scenarios.openfwi import _features, openfwi_row
 
 OPENFWI_DT = 0.001
@@ -56,63 +62,55 @@ def open_pair(data_path: Path, model_path: Path) -> tuple[np.ndarray, np.ndarray
     return data, model
 
 
-def read_pairs(folder: str | os.PathLike) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield ``(gathers (5, T, R), velocity (H, W))`` per sample, checking shapes and values."""
-    for data_path, model_path in find_pairs(folder):
-        data, model = open_pair(data_path, model_path)
-        for i in range(len(data)):
-            gathers, velocity = np.asarray(data[i], np.float32), np.asarray(model[i, 0], np.float32)
-            if not (np.all(np.isfinite(gathers)) and np.all(np.isfinite(velocity))):
-                raise ValueError(f"{data_path.name}/{model_path.name} sample {i} holds NaN or infinite values")
-            yield gathers, velocity
+def read_pairs_of(data_path: Path, model_path: Path) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield ``(gathers (5, T, R), velocity (H, W))`` per sample of one file pair, checking values."""
+    data, model = open_pair(data_path, model_path)
+    for i in range(len(data)):
+        gathers, velocity = np.asarray(data[i], np.float32), np.asarray(model[i, 0], np.float32)
+        if not (np.all(np.isfinite(gathers)) and np.all(np.isfinite(velocity))):
+            raise ValueError(f"{data_path.name}/{model_path.name} sample {i} holds NaN or infinite values")
+        yield gathers, velocity
 
 
 def import_openfwi(npy_folder: str | os.PathLike, out_dir: str | os.PathLike, seed: int = 0) -> Path:
     """Convert OpenFWI ``.npy`` pairs into the on-disk paired dataset ``seisbind generate`` writes.
 
-    Unlabelled OpenFWI samples get family ``"unknown"``; splits are by sample, as for geologies.
+    One chunk per OpenFWI file pair. Unlabelled OpenFWI samples get family ``"unknown"``; splits
+    are by sample, as for geologies.
     """
     out = Path(out_dir)
-    if (out / "dataset").exists():
-        raise FileExistsError(f"{out / 'dataset'} exists; choose another output folder")
-    opened = [open_pair(d, m) for d, m in find_pairs(npy_folder)]  # every file checked before any work
+    if (out / "generation.json").exists():
+        raise FileExistsError(f"{out} already holds a dataset; choose another output folder")
+    pairs = find_pairs(npy_folder)
+    opened = [open_pair(d, m) for d, m in pairs]  # every file checked before any work
     layouts = {(d.shape[1:], m.shape[1:]) for d, m in opened}
     if len(layouts) > 1:
         raise ValueError(f"{npy_folder}: files of different layouts {sorted(layouts)}; import one family at a time")
-    n_total = sum(len(d) for d, _ in opened)
+    sizes = [len(d) for d, _ in opened]
+    if len(set(sizes[:-1])) > 1:
+        raise ValueError(f"{npy_folder}: all files but the last must hold the same number of samples, got {sizes}")
+    n_total, per_file = sum(sizes), sizes[0]
     n_src, n_t, n_rec = opened[0][0].shape[1:]
-    size = opened[0][1].shape[-1]
+    features = _features(opened[0][1].shape[-1], n_rec, n_src, n_t)
     splits = assign_splits(n_total, seed)
-    features = _features(size, n_rec, n_src, n_t)
-
-    def rows():
-        for gid, (gathers, velocity) in enumerate(read_pairs(npy_folder)):
-            row = openfwi_row(velocity, gathers, gid, {}, 1.0 / OPENFWI_DT)
-            row["split"] = str(splits[gid])
-            yield row
-
-    out.mkdir(parents=True, exist_ok=True)
-    cache = out / ".cache"  # from_generator's Arrow cache: kept beside the output, removed after
-    try:
-        full = datasets.Dataset.from_generator(rows, features=features, cache_dir=str(cache))
-    except datasets.exceptions.DatasetGenerationError as err:
-        shutil.rmtree(cache, ignore_errors=True)
-        raise (err.__cause__ or err) from None  # the file problem, not the Arrow wrapper
-    split_col = np.asarray(full["split"])
-    dd = datasets.DatasetDict({s: full.select(np.flatnonzero(split_col == s)) for s in SPLITS})
+    (out / "chunks").mkdir(parents=True)
+    for k, (data_path, model_path) in enumerate(tqdm(pairs, desc="OpenFWI files", unit="file")):
+        rows = []
+        for i, (gathers, velocity) in enumerate(read_pairs_of(data_path, model_path)):
+            gid = k * per_file + i
+            rows.append({**openfwi_row(velocity, gathers, gid, {}, 1.0 / OPENFWI_DT), "split": str(splits[gid])})
+        save_atomically(chunk_dataset(rows, features), out / "chunks" / f"chunk-{k:05d}")
     plan = {
         "format_version": FORMAT_VERSION,
         "scenario": "openfwi",
         "imported_from": str(Path(npy_folder).resolve()),
         "num_geologies": n_total,
         "seed": seed,
+        "chunk_size": per_file,
         "split_fractions": list(DEFAULT_SPLIT_FRACTIONS),
     }
-    (out / "generation.json").write_text(json.dumps(plan, indent=2))
-    save_atomically(dd, out / "dataset")
-    del full, dd
-    shutil.rmtree(cache, ignore_errors=True)
-    return out / "dataset"
+    (out / "generation.json").write_text(json.dumps(plan, indent=2))  # written last: marks completion
+    return out
 
 
 def export_openfwi(dataset_dir: str | os.PathLike, out_folder: str | os.PathLike, split: str, per_file: int = 500) -> list[Path]:
