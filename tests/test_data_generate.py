@@ -93,6 +93,8 @@ def test_killed_generation_resumes_without_redoing_finished_chunks(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert first.exists(), "the first chunk never finished"
+    stale = out / "chunks" / ".tmp-chunk-00019-999999"  # as a kill during a save leaves it
+    stale.mkdir()
     done_before = sorted(p.name for p in (out / "chunks").glob("chunk-*") if (p / "dataset_dict.json").exists())
     stamp = first.stat().st_mtime_ns
     assert 0 < len(done_before) < 20
@@ -108,6 +110,7 @@ def test_killed_generation_resumes_without_redoing_finished_chunks(tmp_path):
     for gid in (0, 1, 39):
         assert rows[gid]["waveforms"].tobytes() == clean[gid]["waveforms"].tobytes()
     assert first.stat().st_mtime_ns == stamp  # the finished chunk was left as it was
+    assert not stale.exists()
 
 
 def test_sharded_generation_completes_when_the_last_shard_finishes(tmp_path):

@@ -210,6 +210,9 @@ def generate(
     n_chunks = -(-num_geologies // chunk_size)
     mine = [c for c in range(n_chunks) if c % shard_n == shard_k]
     todo = [c for c in mine if not _chunk_done(out, c)]
+    for c in todo:  # half-written chunks of a killed run: only this shard ever writes them
+        for stale in (out / "chunks").glob(f".tmp-{_chunk_dir(out, c).name}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
     splits = assign_splits(num_geologies, seed)
     jobs = [
         (scenario, cfg_dict, gid, seed, str(splits[gid]))
