@@ -14,22 +14,15 @@ import datasets
 import numpy as np
 import torch
 
-SFM_EPS = 1e-6
-
-
-def normalize_image(image: torch.Tensor) -> torch.Tensor:
-    """Per-image standardisation over the last two axes, SFM's input convention."""
-    image = image.float()
-    mean = image.mean(dim=(-2, -1), keepdim=True)
-    std = image.std(dim=(-2, -1), keepdim=True)
-    return (image - mean) / (std + SFM_EPS)
+from seisbind.models.preprocess import normalize_images
 
 
 def decode_batch(batch: dict) -> dict:
     """HF ``set_transform`` hook: images to normalised (1, H, W), waveforms back to float32 m/s."""
     out = dict(batch)
     if "image" in batch:
-        out["image"] = [normalize_image(torch.as_tensor(np.asarray(im, np.float32)))[None] for im in batch["image"]]
+        # One image as a batch of one: normalize_images standardises over each image's pixels.
+        out["image"] = [normalize_images(torch.as_tensor(np.asarray(im, np.float32))[None]) for im in batch["image"]]
     if "waveforms" in batch:
         out["waveforms"] = [
             torch.as_tensor(np.asarray(w, np.float32) * np.asarray(s, np.float32)[..., None, None])

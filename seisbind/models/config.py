@@ -1,0 +1,210 @@
+"""The configuration schema of a seisbind model: one dataclass per tower and one for the whole.
+
+A model architecture is a JSON file (``configs/models/<name>.json``) that these dataclasses read;
+``save_pretrained`` writes the same schema back, so a saved model rebuilds without its JSON file.
+Unknown keys are refused rather than ignored, so a typo in a config or an override is reported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from seisbind.modalities import ModalityType
+
+LOSS_TYPES = ("clip", "siglip")
+
+
+def _from_dict(cls, data: dict[str, Any], section: str):
+    """Build dataclass ``cls`` from ``data``, naming unknown keys in a ``ValueError``."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{section} config must be a JSON object (dict); got {type(data).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown key(s) in {section} config: {unknown}; expected some of {sorted(known)}")
+    return cls(**data)
+
+
+def _check_positive(section: str, **values: float) -> None:
+    for name, value in values.items():
+        if not value > 0:
+            raise ValueError(f"{section} config: {name} must be positive; got {value!r}")
+
+
+@dataclass
+class ImageTowerConfig:
+    """SFM image tower: a ViT with ``in_chans`` input channels and square patches.
+
+    ``width``/``depth``/``num_heads``/``mlp_ratio`` set the ViT size (SFM-Base: 768/12/12/4,
+    SFM-Large: 1024/24/16/4). ``img_size`` is an int or ``[height, width]``; with
+    ``dynamic_img_size`` the position embeddings are interpolated for any input size.
+    """
+
+    arch: str = "sfm-base"
+    img_size: int | list[int] = 224
+    patch_size: int = 16
+    in_chans: int = 1
+    width: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    mlp_ratio: float = 4.0
+    dynamic_img_size: bool = False
+    drop_path_rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.img_size, (list, tuple)):
+            if len(self.img_size) != 2:
+                raise ValueError(f"image config: img_size must be an int or [height, width]; got {self.img_size!r}")
+            self.img_size = [int(v) for v in self.img_size]
+        sec = "image tower"
+        _check_positive(sec, patch_size=self.patch_size, in_chans=self.in_chans, width=self.width,
+                        depth=self.depth, num_heads=self.num_heads, mlp_ratio=self.mlp_ratio)
+        _check_positive(sec, **{f"img_size[{i}]": v for i, v in enumerate(self.img_hw)})
+        if self.width % self.num_heads:
+            raise ValueError(f"{sec} config: width {self.width} is not divisible by num_heads {self.num_heads}")
+        if any(v % self.patch_size for v in self.img_hw):
+            raise ValueError(f"{sec} config: img_size {self.img_hw} is not a multiple of patch_size {self.patch_size}")
+
+    @property
+    def img_hw(self) -> tuple[int, int]:
+        """The image size as (height, width)."""
+        if isinstance(self.img_size, (list, tuple)):
+            return int(self.img_size[0]), int(self.img_size[1])
+        return int(self.img_size), int(self.img_size)
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        """The patch grid as (rows, columns)."""
+        h, w = self.img_hw
+        return h // self.patch_size, w // self.patch_size
+
+
+@dataclass
+class WaveformTowerConfig:
+    """SeisLM waveform tower: a Wav2Vec2 encoder whose first convolution takes ``in_chans`` channels.
+
+    Field names follow ``transformers.Wav2Vec2Config``. Defaults are SeisLM-base (hidden 240,
+    6 layers, 12 heads, intermediate 3072, convolutions [256, 256] with kernel 3 and stride 2,
+    positional convolution 128 wide in 16 groups). ``sample_rate`` is the rate the tower expects
+    (SeisLM: 100 Hz). ``mask_time_prob`` is 0 by default: SpecAugment masking belongs to SeisLM's
+    pretraining, not to contrastive alignment.
+    """
+
+    arch: str = "seislm-base"
+    in_chans: int = 3
+    sample_rate: float = 100.0
+    hidden_size: int = 240
+    num_hidden_layers: int = 6
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    conv_dim: list[int] = field(default_factory=lambda: [256, 256])
+    conv_kernel: list[int] = field(default_factory=lambda: [3, 3])
+    conv_stride: list[int] = field(default_factory=lambda: [2, 2])
+    conv_bias: bool = True
+    num_conv_pos_embeddings: int = 128
+    num_conv_pos_embedding_groups: int = 16
+    layer_norm_eps: float = 1e-5
+    hidden_dropout: float = 0.0
+    attention_dropout: float = 0.0
+    activation_dropout: float = 0.0
+    feat_proj_dropout: float = 0.0
+    layerdrop: float = 0.0
+    mask_time_prob: float = 0.0
+
+    def __post_init__(self) -> None:
+        sec = "waveform tower"
+        self.conv_dim = [int(v) for v in self.conv_dim]
+        self.conv_kernel = [int(v) for v in self.conv_kernel]
+        self.conv_stride = [int(v) for v in self.conv_stride]
+        if not (len(self.conv_dim) == len(self.conv_kernel) == len(self.conv_stride) >= 1):
+            raise ValueError(
+                f"{sec} config: conv_dim, conv_kernel and conv_stride must have the same non-zero length; "
+                f"got {len(self.conv_dim)}, {len(self.conv_kernel)}, {len(self.conv_stride)}"
+            )
+        _check_positive(sec, in_chans=self.in_chans, sample_rate=self.sample_rate, hidden_size=self.hidden_size,
+                        num_hidden_layers=self.num_hidden_layers, num_attention_heads=self.num_attention_heads,
+                        intermediate_size=self.intermediate_size)
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(f"{sec} config: hidden_size {self.hidden_size} is not divisible by "
+                             f"num_attention_heads {self.num_attention_heads}")
+        if self.hidden_size % self.num_conv_pos_embedding_groups:
+            raise ValueError(f"{sec} config: hidden_size {self.hidden_size} is not divisible by "
+                             f"num_conv_pos_embedding_groups {self.num_conv_pos_embedding_groups}")
+
+    @property
+    def receptive_field(self) -> int:
+        """Samples one output frame of the convolutional feature encoder sees: the shortest valid input."""
+        field_, jump = 1, 1
+        for kernel, stride in zip(self.conv_kernel, self.conv_stride, strict=True):
+            field_ += (kernel - 1) * jump
+            jump *= stride
+        return field_
+
+    @property
+    def total_stride(self) -> int:
+        """Input samples per output frame."""
+        return math.prod(self.conv_stride)
+
+
+@dataclass
+class SeisBindConfig:
+    """A whole joint model: both towers, the shared dimension and the contrastive loss it trains with.
+
+    ``init_logit_scale`` is the initial temperature inverse (CLIP: 1/0.07; SigLIP: 10), stored in
+    the model as its log and clamped at ``max_logit_scale``. ``init_logit_bias`` is used only
+    with the SigLIP loss (default -10).
+    """
+
+    name: str = "custom"
+    description: str = ""
+    embed_dim: int = 512
+    loss: str = "clip"
+    init_logit_scale: float | None = None
+    max_logit_scale: float = 100.0
+    init_logit_bias: float | None = None
+    image: ImageTowerConfig = field(default_factory=ImageTowerConfig)
+    waveform: WaveformTowerConfig = field(default_factory=WaveformTowerConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.image, dict):
+            self.image = _from_dict(ImageTowerConfig, self.image, "image tower")
+        if isinstance(self.waveform, dict):
+            self.waveform = _from_dict(WaveformTowerConfig, self.waveform, "waveform tower")
+        if self.loss not in LOSS_TYPES:
+            raise ValueError(f"model config: loss must be one of {LOSS_TYPES}; got {self.loss!r}")
+        _check_positive("model", embed_dim=self.embed_dim, max_logit_scale=self.max_logit_scale)
+        if self.init_logit_scale is None:
+            self.init_logit_scale = 1 / 0.07 if self.loss == "clip" else 10.0
+        if self.loss == "siglip" and self.init_logit_bias is None:
+            self.init_logit_bias = -10.0
+        if not 0 < self.init_logit_scale <= self.max_logit_scale:
+            raise ValueError(f"model config: init_logit_scale must be in (0, {self.max_logit_scale}]; "
+                             f"got {self.init_logit_scale}")
+
+    @property
+    def towers(self) -> dict[str, ImageTowerConfig | WaveformTowerConfig]:
+        """The tower configs keyed by modality."""
+        return {ModalityType.IMAGE: self.image, ModalityType.WAVEFORM: self.waveform}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SeisBindConfig:
+        """Read a config dict (the JSON schema), refusing unknown keys."""
+        return _from_dict(cls, dict(data), "model")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-serialisable form that ``from_dict`` reads back."""
+        return dataclasses.asdict(self)
+
+
+def merge_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Return ``base`` updated by ``overrides``, merging nested dicts (tower sections) key by key."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_overrides(out[key], value)
+        else:
+            out[key] = value
+    return out

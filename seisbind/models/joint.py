@@ -1,0 +1,186 @@
+"""The joint model: image and waveform towers mapped into one normalised embedding space.
+
+Laid out as ImageBind: four ``nn.ModuleDict``s keyed by :class:`~seisbind.modalities.ModalityType`
+(``preprocessors``, ``trunks``, ``heads``, ``postprocessors``), so a new modality is one entry in
+each. Saved and loaded as Hugging Face does: ``config.json`` beside ``model.safetensors``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from seisbind.modalities import ModalityType
+from seisbind.models.checkpoints import LoadReport
+from seisbind.models.config import SeisBindConfig
+from seisbind.models.heads import LogitScale, Normalize, ProjectionHead, SelectToken, StationAttentionPool
+from seisbind.models.image_tower import ImageTrunk
+from seisbind.models.preprocess import ImagePreprocessor, WaveformPreprocessor
+from seisbind.models.waveform_tower import WaveformTrunk
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+class SeisBindModel(nn.Module):
+    """Seismic sections and seismic waveforms in one embedding space.
+
+    ``forward(images=..., waveforms=..., station_mask=...)`` returns a dict with the L2-normalised
+    embedding of each given modality (keys ``"image"``, ``"waveform"``), ``"logit_scale"`` (the
+    exponentiated temperature) and, with the SigLIP loss, ``"logit_bias"``.
+    """
+
+    def __init__(self, config: SeisBindConfig | dict[str, Any]) -> None:
+        super().__init__()
+        if isinstance(config, dict):
+            config = SeisBindConfig.from_dict(config)
+        self.config = config
+        image_trunk = ImageTrunk(config.image)
+        waveform_trunk = WaveformTrunk(config.waveform)
+        self.preprocessors = nn.ModuleDict({
+            ModalityType.IMAGE: ImagePreprocessor(config.image),
+            ModalityType.WAVEFORM: WaveformPreprocessor(config.waveform),
+        })
+        self.trunks = nn.ModuleDict({ModalityType.IMAGE: image_trunk, ModalityType.WAVEFORM: waveform_trunk})
+        self.heads = nn.ModuleDict({
+            ModalityType.IMAGE: ProjectionHead(image_trunk.width, config.embed_dim, SelectToken(0)),
+            ModalityType.WAVEFORM: ProjectionHead(
+                waveform_trunk.width, config.embed_dim, StationAttentionPool(waveform_trunk.width)
+            ),
+        })
+        self.postprocessors = nn.ModuleDict({m: Normalize() for m in self.trunks})
+        self.logit_scale = LogitScale(
+            config.init_logit_scale,
+            config.max_logit_scale,
+            config.init_logit_bias if config.loss == "siglip" else None,
+        )
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The modalities this model encodes."""
+        return tuple(self.trunks.keys())
+
+    def _check_modality(self, modality: str) -> None:
+        if modality not in self.trunks:
+            raise ValueError(f"unknown modality {modality!r}; this model has {list(self.trunks)}")
+
+    def encode(self, modality: str, inputs: torch.Tensor, normalize: bool = True, **kwargs: Any) -> torch.Tensor:
+        """Embed one modality: preprocess, trunk, head and (with ``normalize``) L2 normalisation."""
+        self._check_modality(modality)
+        prepared = self.preprocessors[modality](inputs, **kwargs)
+        tokens = self.trunks[modality](**prepared["trunk"])
+        embedding = self.heads[modality](tokens, **prepared["head"])
+        return self.postprocessors[modality](embedding) if normalize else embedding
+
+    def encode_image(self, images: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """Embed seismic sections (batch, in_chans, H, W) -> (batch, embed_dim)."""
+        return self.encode(ModalityType.IMAGE, images, normalize=normalize)
+
+    def encode_waveform(
+        self, waveforms: torch.Tensor, station_mask: torch.Tensor | None = None, normalize: bool = True
+    ) -> torch.Tensor:
+        """Embed waveforms (batch, stations, channels, time) at the tower's sample rate -> (batch, embed_dim).
+
+        ``station_mask`` (batch, stations), True where a station is present, lets items with
+        different station counts share a padded batch; absent stations do not affect the result.
+        """
+        return self.encode(ModalityType.WAVEFORM, waveforms, normalize=normalize, station_mask=station_mask)
+
+    def forward(
+        self,
+        images: torch.Tensor | None = None,
+        waveforms: torch.Tensor | None = None,
+        station_mask: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        if images is None and waveforms is None:
+            raise ValueError("forward needs images, waveforms or both; got neither")
+        if waveforms is None and station_mask is not None:
+            raise ValueError("station_mask was given without waveforms")
+        out: dict[str, torch.Tensor] = {}
+        if images is not None:
+            out[ModalityType.IMAGE] = self.encode_image(images)
+        if waveforms is not None:
+            out[ModalityType.WAVEFORM] = self.encode_waveform(waveforms, station_mask)
+        out["logit_scale"] = self.logit_scale()
+        if self.logit_scale.bias is not None:
+            out["logit_bias"] = self.logit_scale.bias
+        return out
+
+    def clamp_logit_scale(self) -> None:
+        """Clamp the temperature to [1, max_logit_scale]; call after each optimiser step, as CLIP does."""
+        self.logit_scale.clamp_()
+
+    def lock_tower(self, modality: str, unlocked_blocks: int = 0) -> None:
+        """Freeze a trunk (LiT), leaving its last ``unlocked_blocks`` blocks and final norm trainable.
+
+        Only the trunk is frozen: the head, the other tower and the temperature keep training.
+        """
+        self._check_modality(modality)
+        trunk = self.trunks[modality]
+        tail = trunk.trainable_tail(int(unlocked_blocks))
+        for param in trunk.parameters():
+            param.requires_grad = False
+        for module in tail:
+            for param in module.parameters():
+                param.requires_grad = True
+
+    def load_tower_checkpoint(
+        self,
+        modality: str,
+        path: str | os.PathLike,
+        adapt_channels: bool = True,
+        extra_inert_globals: Iterable[str] = (),
+    ) -> LoadReport:
+        """Load pretrained trunk weights: an SFM ``.pth`` for the image, a SeisLM ``.ckpt`` for the waveform.
+
+        The file is read without running its pickle (see ``checkpoints.safe_torch_load``);
+        ``extra_inert_globals`` names further pickled classes to skip rather than refuse.
+        """
+        self._check_modality(modality)
+        if modality == ModalityType.IMAGE:
+            return self.trunks[modality].load_sfm_checkpoint(path, adapt_channels, extra_inert_globals)
+        return self.trunks[modality].load_seislm_checkpoint(path, adapt_channels, extra_inert_globals)
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` into ``directory`` (created if needed)."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        config = {"architecture": type(self).__name__, **self.config.to_dict()}
+        (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, map_location: str | torch.device = "cpu") -> SeisBindModel:
+        """Rebuild a model written by :meth:`save_pretrained` from a local directory."""
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+        for p in (config_path, weights_path):
+            if not p.is_file():
+                raise FileNotFoundError(f"{p} not found: from_pretrained expects {CONFIG_NAME} and {WEIGHTS_NAME}")
+        config = json.loads(config_path.read_text())
+        arch = config.pop("architecture", cls.__name__)
+        if arch != cls.__name__:
+            raise ValueError(f"{config_path} describes a {arch}, not a {cls.__name__}")
+        model = cls(SeisBindConfig.from_dict(config))
+        state = load_file(str(weights_path), device=str(map_location))
+        expected = model.state_dict()
+        missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+        wrong = [f"{k}: expected {tuple(expected[k].shape)}, got {tuple(v.shape)}"
+                 for k, v in state.items() if k in expected and v.shape != expected[k].shape]
+        if missing or unexpected or wrong:
+            raise ValueError(f"{weights_path} does not match its config: missing {missing}, "
+                             f"unexpected {unexpected}, wrong shapes {wrong}")
+        model.load_state_dict(state, strict=True)
+        return model.to(map_location)

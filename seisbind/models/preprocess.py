@@ -1,0 +1,175 @@
+"""Input checks and normalisation for each modality, as the pretrained towers expect them.
+
+Images follow SFM: (batch, channels, height, width), each image normalised as
+``(x - mean) / (std + 1e-6)``. Waveforms follow SeisLM: (batch, stations, channels, time) at the
+tower's sample rate; each channel is demeaned and divided by its standard deviation, and a dead
+(constant) channel is filled by copying a live channel of the same station.
+
+Every bad input raises a ``ValueError`` that says what was expected and what came.
+The preprocessor modules return ImageBind's ``{"trunk": kwargs, "head": kwargs}`` split.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from seisbind.models.config import ImageTowerConfig, WaveformTowerConfig
+
+IMAGE_EPS = 1e-6  # SFM's per-image normalisation constant
+# A channel whose std is below this fraction of its peak amplitude is constant up to float32
+# rounding (a flat or clipped trace): treat it as dead rather than amplify rounding noise.
+DEAD_CHANNEL_RTOL = 1e-6
+
+
+def _shape(x: torch.Tensor) -> tuple[int, ...]:
+    return tuple(x.shape)
+
+
+def _as_float(x: torch.Tensor, what: str) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{what} must be a torch.Tensor; got {type(x).__name__}")
+    if x.is_complex():
+        raise ValueError(f"{what} must be real-valued; got dtype {x.dtype}")
+    return x if x.is_floating_point() else x.float()
+
+
+def _check_finite(x: torch.Tensor, what: str) -> None:
+    bad = ~torch.isfinite(x)
+    if bad.any():
+        n_nan = int(torch.isnan(x).sum())
+        n_inf = int(bad.sum()) - n_nan
+        raise ValueError(f"{what} must be finite; got {n_nan} NaN and {n_inf} infinite value(s)")
+
+
+def validate_images(images: torch.Tensor, config: ImageTowerConfig) -> torch.Tensor:
+    """Check an image batch against the tower config; return it as a floating tensor."""
+    images = _as_float(images, "images")
+    if images.ndim != 4:
+        raise ValueError(
+            f"images must have 4 dimensions (batch, channels, height, width); got shape {_shape(images)}"
+            + (" (add a channel axis: images[:, None])" if images.ndim == 3 else "")
+        )
+    if images.shape[0] == 0:
+        raise ValueError("images: the batch is empty")
+    if images.shape[1] != config.in_chans:
+        raise ValueError(f"images must have {config.in_chans} channel(s); got {images.shape[1]} "
+                         f"(shape {_shape(images)})")
+    height, width = images.shape[-2:]
+    if config.dynamic_img_size:
+        p = config.patch_size
+        if height < p or width < p:
+            raise ValueError(f"images must be at least {p}x{p} (one patch); got {height}x{width}")
+    elif (height, width) != config.img_hw:
+        h, w = config.img_hw
+        raise ValueError(
+            f"images must be {h}x{w} (height x width); got {height}x{width}. Resize them, or build the "
+            f"model with image.dynamic_img_size=True to interpolate the position embeddings"
+        )
+    _check_finite(images, "images")
+    return images
+
+
+def normalize_images(images: torch.Tensor) -> torch.Tensor:
+    """SFM's per-image normalisation: ``(x - mean) / (std + 1e-6)`` over each image's pixels."""
+    x = images.float()
+    dims = tuple(range(1, x.ndim))
+    mean = x.mean(dim=dims, keepdim=True)
+    std = x.std(dim=dims, keepdim=True, unbiased=False)
+    return (x - mean) / (std + IMAGE_EPS)
+
+
+def validate_waveforms(
+    waveforms: torch.Tensor, station_mask: torch.Tensor | None, config: WaveformTowerConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check a waveform batch and its station mask; return (floating waveforms, boolean mask).
+
+    Values of stations the mask marks absent are not inspected: they are padding.
+    """
+    waveforms = _as_float(waveforms, "waveforms")
+    if waveforms.ndim != 4:
+        hint = " (for one station per item use waveforms[:, None])" if waveforms.ndim == 3 else ""
+        raise ValueError(f"waveforms must have 4 dimensions (batch, stations, channels, time); "
+                         f"got shape {_shape(waveforms)}{hint}")
+    batch, stations, channels, samples = waveforms.shape
+    if batch == 0 or stations == 0:
+        raise ValueError(f"waveforms: the batch has no items or no stations (shape {_shape(waveforms)})")
+    if channels != config.in_chans:
+        raise ValueError(f"waveforms must have {config.in_chans} channel(s) per station; got {channels} "
+                         f"(shape {_shape(waveforms)})")
+    need = config.receptive_field
+    if samples < need:
+        raise ValueError(
+            f"waveforms must have at least {need} samples (the feature encoder's receptive field, "
+            f"{need / config.sample_rate:.3g} s at {config.sample_rate:g} Hz); got {samples}"
+        )
+    if station_mask is None:
+        mask = torch.ones(batch, stations, dtype=torch.bool, device=waveforms.device)
+    else:
+        if not isinstance(station_mask, torch.Tensor):
+            raise ValueError(f"station_mask must be a torch.Tensor; got {type(station_mask).__name__}")
+        if _shape(station_mask) != (batch, stations):
+            raise ValueError(f"station_mask must have shape (batch, stations) = {(batch, stations)}; "
+                             f"got {_shape(station_mask)}")
+        if station_mask.dtype != torch.bool:
+            if station_mask.is_floating_point() or station_mask.is_complex():
+                raise ValueError(f"station_mask must be boolean (or 0/1 integers); got dtype {station_mask.dtype}")
+            if ((station_mask != 0) & (station_mask != 1)).any():
+                raise ValueError("station_mask integers must be 0 or 1")
+        mask = station_mask.to(device=waveforms.device, dtype=torch.bool)
+        empty = (~mask.any(dim=1)).nonzero().flatten().tolist()
+        if empty:
+            raise ValueError(f"every item needs at least one present station; items {empty} have none")
+    _check_finite(waveforms[mask], "waveforms (present stations)")
+    return waveforms, mask
+
+
+def normalize_waveforms(waveforms: torch.Tensor, station_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """SeisLM's per-channel normalisation of (batch, stations, channels, time) waveforms.
+
+    Each channel is demeaned and divided by its standard deviation. A dead channel (constant up
+    to rounding) takes the normalised trace of the first live channel of its station; a station
+    with no live channel becomes zeros. Absent stations (``station_mask`` False) become zeros.
+    """
+    x = waveforms.float()
+    if station_mask is not None:
+        x = torch.where(station_mask[..., None, None], x, torch.zeros((), dtype=x.dtype, device=x.device))
+    peak = x.abs().amax(dim=-1)
+    x = x - x.mean(dim=-1, keepdim=True)
+    std = x.std(dim=-1, unbiased=False)
+    live = (std > DEAD_CHANNEL_RTOL * peak) & (std > 0)
+    x = x / torch.where(live, std, torch.ones_like(std))[..., None]
+    if bool((~live).any()):
+        # Index of the first live channel per station (0 if none; such stations are zeroed below).
+        first_live = live.float().argmax(dim=-1)
+        donor = torch.gather(x, 2, first_live[..., None, None].expand(-1, -1, 1, x.shape[-1]))
+        x = torch.where(live[..., None], x, donor.expand_as(x))
+        x = torch.where(live.any(dim=-1)[..., None, None], x, torch.zeros_like(x))
+    return x
+
+
+class ImagePreprocessor(nn.Module):
+    """Validates and normalises images for the image trunk (SFM convention)."""
+
+    def __init__(self, config: ImageTowerConfig) -> None:
+        super().__init__()
+        self.config = config
+
+    def forward(self, images: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
+        images = validate_images(images, self.config)
+        return {"trunk": {"images": normalize_images(images)}, "head": {}}
+
+
+class WaveformPreprocessor(nn.Module):
+    """Validates and normalises multi-station waveforms for the waveform trunk (SeisLM convention)."""
+
+    def __init__(self, config: WaveformTowerConfig) -> None:
+        super().__init__()
+        self.config = config
+
+    def forward(
+        self, waveforms: torch.Tensor, station_mask: torch.Tensor | None = None
+    ) -> dict[str, dict[str, torch.Tensor]]:
+        waveforms, mask = validate_waveforms(waveforms, station_mask, self.config)
+        x = normalize_waveforms(waveforms, mask)
+        return {"trunk": {"waveforms": x, "station_mask": mask}, "head": {"station_mask": mask}}
