@@ -1,0 +1,209 @@
+"""The towers: shapes, station handling, normalisation, bad input and published sizes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from seisbind.models import create_model, get_model_config
+from seisbind.models.config import WaveformTowerConfig
+from seisbind.models.preprocess import normalize_images, normalize_waveforms
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return create_model("tiny").eval()
+
+
+def _wave(batch=2, stations=1, channels=3, samples=300, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, stations, channels, samples, generator=g)
+
+
+# ---------------------------------------------------------------- shapes and stations
+
+
+def test_one_and_many_stations_give_one_embedding_per_item(tiny):
+    with torch.no_grad():
+        one = tiny.encode_waveform(_wave(stations=1))
+        many = tiny.encode_waveform(_wave(batch=3, stations=7))
+        tokens = tiny.trunks["waveform"](normalize_waveforms(_wave(stations=4)), torch.ones(2, 4, dtype=torch.bool))
+    assert one.shape == (2, 512) and many.shape == (3, 512)
+    # 300 samples, two stride-2 kernel-3 convolutions: (300-3)//2+1 = 149, (149-3)//2+1 = 74 frames
+    assert tokens.shape == (2, 4, 74, 32)
+    assert torch.allclose(one.norm(dim=-1), torch.ones(2), atol=1e-5)
+
+
+def test_masked_stations_do_not_change_the_embedding(tiny):
+    real = _wave(batch=2, stations=2, seed=1)
+    garbage = _wave(batch=2, stations=3, seed=2) * 1e6
+    garbage[0, 0, 0, :5] = float("nan")
+    garbage[1, 2, 1, 7] = float("inf")
+    padded = torch.cat([real, garbage], dim=1)
+    mask = torch.tensor([[1, 1, 0, 0, 0], [1, 1, 0, 0, 0]], dtype=torch.bool)
+    with torch.no_grad():
+        plain = tiny.encode_waveform(real)
+        masked = tiny.encode_waveform(padded, station_mask=mask)
+    assert torch.isfinite(masked).all()
+    assert torch.allclose(plain, masked, atol=1e-6)
+
+
+def test_station_order_does_not_matter_and_items_are_independent(tiny):
+    x = _wave(batch=2, stations=4, seed=3)
+    mask = torch.tensor([[1, 1, 1, 0], [1, 0, 1, 1]], dtype=torch.bool)
+    perm = torch.tensor([2, 0, 3, 1])
+    with torch.no_grad():
+        a = tiny.encode_waveform(x, mask)
+        b = tiny.encode_waveform(x[:, perm], mask[:, perm])
+        alone = tiny.encode_waveform(x[1:, [0, 2, 3]])
+    assert torch.allclose(a, b, atol=1e-6)
+    assert torch.allclose(a[1], alone[0], atol=1e-6)
+
+
+def test_station_attention_respects_a_trained_query(tiny):
+    """With a non-zero query the pooling weighs stations unequally, yet still ignores absent ones."""
+    head = tiny.heads["waveform"].pool
+    saved = head.query.detach().clone()
+    try:
+        with torch.no_grad():
+            head.query.normal_()
+            x = _wave(batch=1, stations=3, seed=4)
+            three = tiny.encode_waveform(x)
+            two = tiny.encode_waveform(x, torch.tensor([[1, 1, 0]], dtype=torch.bool))
+            two_plain = tiny.encode_waveform(x[:, :2])
+        assert not torch.allclose(three, two, atol=1e-4)
+        assert torch.allclose(two, two_plain, atol=1e-6)
+    finally:
+        with torch.no_grad():
+            head.query.copy_(saved)
+
+
+def test_image_tokens_and_dynamic_size():
+    model = create_model("tiny", image={"dynamic_img_size": True}).eval()
+    with torch.no_grad():
+        tokens = model.trunks["image"](torch.randn(2, 1, 64, 64))
+        wide = model.encode_image(torch.randn(2, 1, 48, 96))
+    assert tokens.shape == (2, 1 + 16, 64)
+    assert wide.shape == (2, 512)
+
+
+# ---------------------------------------------------------------- normalisation
+
+
+def test_image_normalisation_is_per_image():
+    g = torch.Generator().manual_seed(7)
+    x = torch.stack([torch.randn(1, 8, 8, generator=g) * 5 + 3, torch.randn(1, 8, 8, generator=g) * 0.01 - 7])
+    y = normalize_images(x)
+    for i in range(2):
+        mean, std = x[i].mean(), x[i].std(unbiased=False)
+        assert torch.allclose(y[i], (x[i] - mean) / (std + 1e-6), atol=1e-5)
+    assert torch.allclose(y.mean(dim=(1, 2, 3)), torch.zeros(2), atol=1e-4)
+    assert torch.allclose(y.std(dim=(1, 2, 3), unbiased=False), torch.ones(2), atol=1e-3)  # eps 1e-6 vs std 0.01
+
+
+def test_waveform_normalisation_per_channel_and_dead_channels():
+    x = _wave(batch=1, stations=3, samples=500, seed=5)
+    x[0, 0] = x[0, 0] * torch.tensor([1.0, 1e-9, 300.0])[:, None] + torch.tensor([4.0, 0.0, -80.0])[:, None]
+    x[0, 1, 0] = 12.5  # a flat (dead) Z component at station 1
+    x[0, 2] = 0.0  # station 2 entirely dead
+    y = normalize_waveforms(x)
+    # every live channel, the nano-scale one too, is demeaned and scaled to unit std
+    assert torch.allclose(y[0, 0].mean(dim=-1), torch.zeros(3), atol=1e-5)
+    assert torch.allclose(y[0, 0].std(dim=-1, unbiased=False), torch.ones(3), atol=1e-4)
+    assert torch.allclose(y[0, 0, 1], (x[0, 0, 1] - x[0, 0, 1].mean()) / x[0, 0, 1].std(unbiased=False), atol=1e-4)
+    assert torch.equal(y[0, 1, 0], y[0, 1, 1])  # the dead channel copies the first live one
+    assert not torch.equal(y[0, 1, 1], y[0, 1, 2])
+    assert torch.equal(y[0, 2], torch.zeros(3, 500))
+
+
+def test_constant_offset_does_not_change_the_embedding(tiny):
+    x = _wave(stations=2, seed=6)
+    with torch.no_grad():
+        assert torch.allclose(tiny.encode_waveform(x), tiny.encode_waveform(x * 40 + 1000), atol=1e-4)
+        img = torch.randn(2, 1, 64, 64)
+        assert torch.allclose(tiny.encode_image(img), tiny.encode_image(img * 3 - 5), atol=1e-4)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("images, message", [
+    (torch.randn(2, 64, 64), r"4 dimensions \(batch, channels, height, width\); got shape \(2, 64, 64\)"),
+    (torch.randn(2, 3, 64, 64), r"1 channel\(s\); got 3"),
+    (torch.randn(2, 1, 96, 64), r"must be 64x64 \(height x width\); got 96x64.*dynamic_img_size"),
+])
+def test_bad_images(tiny, images, message):
+    with pytest.raises(ValueError, match=message):
+        tiny.encode_image(images)
+
+
+@pytest.mark.parametrize("value, message", [(float("nan"), r"1 NaN and 0 infinite"),
+                                            (float("inf"), r"0 NaN and 1 infinite")])
+def test_non_finite_images_and_waveforms(tiny, value, message):
+    img = torch.randn(1, 1, 64, 64)
+    img[0, 0, 3, 3] = value
+    with pytest.raises(ValueError, match="images must be finite; got " + message):
+        tiny.encode_image(img)
+    wav = _wave()
+    wav[1, 0, 2, 10] = value
+    with pytest.raises(ValueError, match=r"waveforms \(present stations\) must be finite; got " + message):
+        tiny.encode_waveform(wav)
+
+
+@pytest.mark.parametrize("make, mask, message", [
+    (lambda: torch.randn(2, 3, 300), None,
+     r"4 dimensions \(batch, stations, channels, time\); got shape \(2, 3, 300\)"),
+    (lambda: _wave(channels=2), None, r"3 channel\(s\) per station; got 2"),
+    (lambda: _wave(samples=6), None, r"at least 7 samples .*receptive field.*got 6"),
+    (lambda: _wave(stations=2), torch.ones(2, 3, dtype=torch.bool),
+     r"shape \(batch, stations\) = \(2, 2\); got \(2, 3\)"),
+    (lambda: _wave(stations=2), torch.tensor([[1, 0], [0, 0]], dtype=torch.bool), r"items \[1\] have none"),
+    (lambda: _wave(stations=2), torch.full((2, 2), 0.5), r"must be boolean"),
+])
+def test_bad_waveforms(tiny, make, mask, message):
+    with pytest.raises(ValueError, match=message):
+        tiny.encode_waveform(make(), station_mask=mask)
+
+
+def test_shortest_valid_waveform_is_the_receptive_field(tiny):
+    cfg = WaveformTowerConfig(conv_kernel=[3, 3], conv_stride=[2, 2], conv_dim=[8, 8])
+    assert cfg.receptive_field == 7  # 3 + (3 - 1) * 2
+    with torch.no_grad():
+        assert tiny.encode_waveform(_wave(samples=7)).shape == (2, 512)
+
+
+# ---------------------------------------------------------------- published sizes
+
+
+def test_sfm_base_and_seislm_base_have_the_published_parameter_counts():
+    import timm
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    model = create_model("sfm-seislm-base")
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+
+    vit_b = timm.create_model("vit_base_patch16_224", pretrained=False, in_chans=1, num_classes=0)
+    assert count(model.trunks["image"]) == count(vit_b)
+
+    # SeisLM-base as published (REFERENCE.md), on a stock one-channel HF encoder
+    stock = Wav2Vec2Model(Wav2Vec2Config(
+        hidden_size=240, num_hidden_layers=6, num_attention_heads=12, intermediate_size=3072,
+        conv_dim=[256, 256], conv_kernel=[3, 3], conv_stride=[2, 2], num_feat_extract_layers=2, conv_bias=True,
+        feat_extract_norm="layer", do_stable_layer_norm=True, num_conv_pos_embeddings=128,
+        num_conv_pos_embedding_groups=16, mask_time_prob=0.0,
+    ))
+    extra_first_conv_channels = (3 - 1) * 256 * 3  # SeisLM's first conv weight is [256, 3, 3]
+    assert count(model.trunks["waveform"]) == count(stock) + extra_first_conv_channels
+    assert tuple(model.trunks["waveform"].wav2vec2.feature_extractor.conv_layers[0].conv.weight.shape) == (256, 3, 3)
+    assert tuple(model.trunks["image"].patch_embed.proj.weight.shape) == (768, 1, 16, 16)
+
+
+def test_large_configs_name_the_published_sizes():
+    cfg = get_model_config("sfm-seislm-large")
+    image, wave = cfg["image"], cfg["waveform"]
+    image_size = (image["width"], image["depth"], image["num_heads"], image["patch_size"], image["in_chans"])
+    assert image_size == (1024, 24, 16, 16, 1)
+    wave_size = (wave["hidden_size"], wave["num_hidden_layers"], wave["num_attention_heads"], wave["intermediate_size"])
+    assert wave_size == (768, 12, 12, 3072)
+    assert (wave["in_chans"], wave["sample_rate"], cfg["embed_dim"]) == (3, 100.0, 512)
