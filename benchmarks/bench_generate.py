@@ -10,23 +10,13 @@ Goal: at most 10%.
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
 import time
 
 import torch
 
+from machine import cpu_model  # benchmarks/machine.py: scripts run as python benchmarks/<name>.py
 from seisbind.data.generate import generate
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def run(scenario: str, n: int, workers: int) -> dict:
@@ -54,7 +44,7 @@ def main() -> None:
     parser.add_argument("--openfwi", type=int, default=240, help="openfwi samples (OpenFWI settings)")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    print(f"machine: {cpu_name()}, {torch.get_num_threads()} torch threads available, torch {torch.__version__}")
+    print(f"machine: {cpu_model()}, {torch.get_num_threads()} torch threads available, torch {torch.__version__}")
     print(f"workers: {args.workers} processes of one thread each\n")
     rows = [run("quake", args.quake, args.workers), run("openfwi", args.openfwi, args.workers)]
     print("| scenario | geologies | pairs | wall s | pairs/s | solver share of worker time | pipeline overhead vs solver |")

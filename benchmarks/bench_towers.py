@@ -17,27 +17,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import platform
 import time
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from machine import cpu_model  # benchmarks/machine.py: scripts run as python benchmarks/<name>.py
 from seisbind.models import ContrastiveLoss, create_model
 
 MODELS = {"tiny": "tiny", "base": "sfm-seislm-base", "large": "sfm-seislm-large"}
 WAVE_SAMPLES = 3001
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16 tensor-core peaks
-
-
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def timed(fn, repeats: int, sync) -> float:
