@@ -13,6 +13,7 @@ import sys
 # name -> (module, help). The module defines ``add_arguments(parser)`` and ``run(args)``.
 _COMMANDS = {
     "generate": ("seisbind.data.generate_cli", "generate physics-based paired data (quake, openfwi)"),
+    "plot-sample": ("seisbind.data.plot", "draw one stored pair: section image, Vs model, waveforms"),
     "quickstart": ("seisbind.unbuilt", "generate, train, evaluate, index and query (not built yet)"),
     "export": ("seisbind.unbuilt", "export embeddings to Parquet/NumPy (not built yet)"),
     "index": ("seisbind.unbuilt", "build and query a FAISS index (not built yet)"),
