@@ -1,0 +1,82 @@
+"""Probes on frozen embeddings: linear (CLIP_benchmark protocol) and kNN (AstroCLIP protocol).
+
+Linear probe: the regularisation is chosen on the validation split by a coarse-then-fine search
+over CLIP_benchmark's weight-decay grid ``logspace(-6, 2, 97)``, then the probe is refit on
+train + validation and scored on test. scikit-learn's ``C`` is the inverse of the summed-loss
+penalty, so a weight decay ``wd`` on the mean loss is ``C = 1 / (wd * n_train)``; ridge's
+``alpha`` is ``wd * n_train`` likewise.
+kNN probe: standardised features, 64 neighbours (fewer if the training set is smaller),
+weighted by inverse distance; accuracy for classes, R^2 for continuous labels.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.metrics import r2_score
+from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
+from sklearn.preprocessing import StandardScaler
+
+from seisbind.evaluation.metrics import classification_report
+
+WEIGHT_DECAYS = np.logspace(-6, 2, 97)
+COARSE_STEP = 8
+
+
+def coarse_to_fine(score) -> tuple[float, float]:
+    """Best ``(weight_decay, validation score)``: every 8th grid value, then each value within 8 of the best."""
+    cache: dict[int, float] = {}
+
+    def at(i: int) -> float:
+        if i not in cache:
+            cache[i] = score(WEIGHT_DECAYS[i])
+        return cache[i]
+
+    coarse = range(0, len(WEIGHT_DECAYS), COARSE_STEP)
+    best = max(coarse, key=lambda i: (at(i), -i))
+    fine = range(max(0, best - COARSE_STEP + 1), min(len(WEIGHT_DECAYS), best + COARSE_STEP))
+    best = max(fine, key=lambda i: (at(i), -i))
+    return float(WEIGHT_DECAYS[best]), cache[best]
+
+
+def _scaled(train, *others):
+    scaler = StandardScaler().fit(train)
+    return [scaler.transform(x) for x in (train, *others)]
+
+
+def _logistic(wd: float, n: int) -> LogisticRegression:
+    return LogisticRegression(C=1.0 / (wd * n), max_iter=1000)
+
+
+def linear_probe_classification(xtr, ytr, xva, yva, xte, yte) -> dict:
+    """Logistic regression chosen on validation, refit on train + validation, scored on test."""
+    xtr, xva, xte = _scaled(xtr, xva, xte)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # the strongly regularised ends of the grid
+        wd, val = coarse_to_fine(lambda wd: float(np.mean(_logistic(wd, len(xtr)).fit(xtr, ytr).predict(xva) == yva)))
+        xall, yall = np.concatenate([xtr, xva]), np.concatenate([ytr, yva])
+        pred = _logistic(wd, len(xall)).fit(xall, yall).predict(xte)
+    return {**classification_report(yte, pred), "weight_decay": wd, "validation_acc1": val}
+
+
+def linear_probe_regression(xtr, ytr, xva, yva, xte, yte) -> dict:
+    """Ridge regression chosen on validation R^2, refit on train + validation, R^2 on test."""
+    xtr, xva, xte = _scaled(xtr, xva, xte)
+    wd, val = coarse_to_fine(lambda wd: float(r2_score(yva, Ridge(alpha=wd * len(xtr)).fit(xtr, ytr).predict(xva))))
+    xall, yall = np.concatenate([xtr, xva]), np.concatenate([ytr, yva])
+    pred = Ridge(alpha=wd * len(xall)).fit(xall, yall).predict(xte)
+    return {"r2": float(r2_score(yte, pred)), "weight_decay": wd, "validation_r2": val}
+
+
+def knn_probe(xtr, ytr, xte, yte, task: str, k: int = 64) -> dict:
+    """AstroCLIP's kNN probe: standardised features, ``k`` distance-weighted neighbours."""
+    xtr, xte = _scaled(xtr, xte)
+    k = min(k, len(xtr))
+    if task == "classification":
+        pred = KNeighborsClassifier(n_neighbors=k, weights="distance").fit(xtr, ytr).predict(xte)
+        return {**classification_report(yte, pred), "k": k}
+    pred = KNeighborsRegressor(n_neighbors=k, weights="distance").fit(xtr, ytr).predict(xte)
+    return {"r2": float(r2_score(yte, pred)), "k": k}
