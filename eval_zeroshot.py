@@ -1,8 +1,53 @@
-"""Retrieval, zero-shot and probe evaluation of a trained model (issue 6: not built yet)."""
+"""Evaluate a trained seisbind model: retrieval, zero-shot, probes and baselines, in one run.
 
+    python eval_zeroshot.py --model DIR --data DIR --split test --out results.json [--plots DIR]
+
+Writes the results as JSON, prints the comparison tables as markdown, and draws the plots.
+"""
+
+from __future__ import annotations
+
+import argparse
 import sys
+from pathlib import Path
 
-from seisbind.unbuilt import not_built
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="a folder written by save_pretrained (config.json + model.safetensors)")
+    parser.add_argument("--data", required=True, help="a folder written by `seisbind generate` (or an import)")
+    parser.add_argument("--split", default="test", choices=("validation", "test"))
+    parser.add_argument("--out", default="results.json", help="JSON file to write")
+    parser.add_argument("--plots", help="folder for the plots (default: beside --out, <out stem>_plots)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--baseline-steps", type=int, default=200, help="training steps of the spectrogram baseline (0 skips it)")
+    parser.add_argument("--image-checkpoint", help="SFM .pth for the 'before training' image tower (default: random init)")
+    parser.add_argument("--waveform-checkpoint", help="SeisLM .ckpt for the 'before training' waveform tower")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from seisbind.evaluation.evaluate import evaluate, markdown_tables, write_json
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    out = Path(args.out)
+    plots_dir = Path(args.plots) if args.plots else out.with_name(out.stem + "_plots")
+    try:
+        results = evaluate(
+            args.model, args.data, args.split, plots_dir=plots_dir, batch_size=args.batch_size,
+            baseline_steps=args.baseline_steps, image_checkpoint=args.image_checkpoint,
+            waveform_checkpoint=args.waveform_checkpoint, seed=args.seed, progress=not args.no_progress,
+        )  # fmt: skip
+    except (ValueError, FileNotFoundError) as err:
+        print(f"eval_zeroshot.py: error: {err}", file=sys.stderr)
+        return 2
+    write_json(results, out)
+    print(markdown_tables(results))
+    print(f"\nresults: {out}\nplots: {plots_dir}")
+    return 0
+
 
 if __name__ == "__main__":
-    sys.exit(not_built("eval_zeroshot.py"))
+    sys.exit(main())

@@ -9,8 +9,6 @@ WHERE = {
     "quickstart": "issue 7 (export, index and quickstart); meanwhile run `seisbind generate`",
     "export": "issue 7 (embedding export)",
     "index": "issue 7 (FAISS index)",
-    "train_contrastive.py": "issue 5 (contrastive training with Accelerate)",
-    "eval_zeroshot.py": "issue 6 (evaluation)",
 }
 
 

@@ -1,0 +1,194 @@
+"""The whole evaluation of one trained model on one split, and its comparison table.
+
+Does binding section images and waveforms in one space help, and by how much? Everything below
+runs on the same splits in the same run: retrieval for the trained model, the same model before
+contrastive training, and three baselines; zero-shot classification; linear and kNN probes on
+frozen features of each tower before and after training and of both concatenated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from seisbind.data.dataset import load_paired
+from seisbind.evaluation import baselines, plots
+from seisbind.evaluation.embed import SplitEmbeddings, embed_split
+from seisbind.evaluation.metrics import classification_report, recall_curve, retrieval_report
+from seisbind.evaluation.probes import knn_probe, linear_probe_classification, linear_probe_regression
+from seisbind.evaluation.zeroshot import class_prototypes, zero_shot_predict
+
+CLASS_LABELS = ("family", "fault_present")
+REGRESSION_LABELS = ("vs30", "depth_vs760_m", "source_depth_m")
+
+
+def retrieval_both_ways(similarity_w2i: np.ndarray, positives: np.ndarray) -> dict:
+    return {
+        "waveform_to_image": retrieval_report(similarity_w2i, positives),
+        "image_to_waveform": retrieval_report(similarity_w2i.T, positives.T),
+    }
+
+
+def _features(emb: dict[str, SplitEmbeddings], kind: str) -> tuple[dict[str, np.ndarray], str]:
+    """Features per split for a feature set, and whether they are per image or per waveform."""
+    if kind == "image":
+        return {s: e.image for s, e in emb.items()}, "image"
+    if kind == "waveform":
+        return {s: e.waveform for s, e in emb.items()}, "waveform"
+    # both towers: each waveform next to the image of its own geology
+    return {s: np.concatenate([e.waveform, e.image[e.waveform_geology]], 1) for s, e in emb.items()}, "waveform"
+
+
+def run_probes(emb: dict[str, SplitEmbeddings], kind: str, split: str) -> dict:
+    feats, level = _features(emb, kind)
+    labels = {s: (e.image_labels if level == "image" else e.waveform_labels) for s, e in emb.items()}
+    out = {}
+    for name in CLASS_LABELS + REGRESSION_LABELS:
+        if name not in labels["train"]:
+            continue  # e.g. source depth has no meaning for an image-level feature
+        ytr, yva, yte = (np.asarray(labels[s][name]) for s in ("train", "validation", split))
+        args = (feats["train"], ytr, feats["validation"], yva, feats[split], yte)
+        if name in CLASS_LABELS:
+            if len(np.unique(ytr)) < 2:
+                continue
+            out[name] = {"linear": linear_probe_classification(*args), "knn": knn_probe(feats["train"], ytr, feats[split], yte, "classification")}
+        else:
+            out[name] = {"linear": linear_probe_regression(*args), "knn": knn_probe(feats["train"], ytr, feats[split], yte, "regression")}
+    return out
+
+
+def zero_shot(emb: dict[str, SplitEmbeddings], split: str) -> dict:
+    """Classify the split's waveforms from prototypes of the train images' labels."""
+    out = {}
+    for name in CLASS_LABELS:
+        classes, protos = class_prototypes(emb["train"].image, emb["train"].image_labels[name])
+        pred = zero_shot_predict(emb[split].waveform, classes, protos)
+        out[name] = {**classification_report(emb[split].waveform_labels[name], pred), "classes": [str(c) for c in classes]}
+    return out
+
+
+def evaluate(
+    model_dir: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    split: str = "test",
+    *,
+    plots_dir: str | os.PathLike | None = None,
+    batch_size: int = 8,
+    baseline_steps: int = 200,
+    image_checkpoint: str | None = None,
+    waveform_checkpoint: str | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict:
+    """Every evaluation of the model in ``model_dir`` on ``split`` of ``data_dir``, as a dict."""
+    from seisbind.models.joint import SeisBindModel
+
+    if split == "train":
+        raise ValueError("evaluate on validation or test: the probes and baselines are fitted on train")
+    start = time.perf_counter()
+    model = SeisBindModel.from_pretrained(model_dir)
+    torch.manual_seed(seed)
+    before = SeisBindModel(model.config)  # the same architecture before contrastive training
+    if image_checkpoint:
+        before.load_tower_checkpoint("image", image_checkpoint)
+    if waveform_checkpoint:
+        before.load_tower_checkpoint("waveform", waveform_checkpoint)
+    splits = ("train", "validation", split) if split != "validation" else ("train", "validation")
+    data = {s: load_paired(data_dir, s) for s in splits}
+    for s, ds in data.items():
+        if len(ds) < 2:
+            raise ValueError(f"split {s!r} of {data_dir} has {len(ds)} geologies; evaluation needs at least 2 in each split")
+    after_emb = {s: embed_split(model, ds, batch_size, progress, f"trained model, {s}") for s, ds in data.items()}
+    before_emb = {s: embed_split(before, ds, batch_size, progress, f"untrained model, {s}") for s, ds in data.items()}
+    test = after_emb[split]
+    positives = test.positives()
+
+    retrieval = {
+        "seisbind (trained)": retrieval_both_ways(test.waveform @ test.image.T, positives),
+        "seisbind (before training)": retrieval_both_ways(before_emb[split].waveform @ before_emb[split].image.T, positives),
+        "random": retrieval_both_ways(baselines.random_similarity(*positives.shape, seed=seed), positives),
+    }
+    raw_train, raw_test = baselines.raw_features(data["train"]), baselines.raw_features(data[split])
+    cca_sim = baselines.cca_similarity(raw_train, after_emb["train"].waveform_geology, raw_test)
+    retrieval["CCA on PCA of raw data"] = retrieval_both_ways(cca_sim, positives)
+    spectro_sim = None
+    if baseline_steps > 0:
+        spectro = baselines.SpectrogramBaseline(model.config, steps=baseline_steps, seed=seed)
+        spectro.fit(data["train"])
+        spectro_sim = spectro.similarity(data[split])
+        retrieval["spectrogram image tower"] = retrieval_both_ways(spectro_sim, positives)
+
+    results = {
+        "model": str(model_dir),
+        "data": str(data_dir),
+        "split": split,
+        "geologies": {s: len(ds) for s, ds in data.items()},
+        "waveforms_per_geology": int(len(test.waveform) // max(1, len(test.image))),
+        "retrieval": retrieval,
+        "zero_shot": {"trained": zero_shot(after_emb, split), "before training": zero_shot(before_emb, split)},
+        "probes": {
+            "image tower, before training": run_probes(before_emb, "image", split),
+            "waveform tower, before training": run_probes(before_emb, "waveform", split),
+            "image tower, trained": run_probes(after_emb, "image", split),
+            "waveform tower, trained": run_probes(after_emb, "waveform", split),
+            "both towers concatenated, trained": run_probes(after_emb, "concat", split),
+        },
+        "baseline_steps": baseline_steps,
+    }
+    if plots_dir is not None:
+        pdir = Path(plots_dir)
+        pdir.mkdir(parents=True, exist_ok=True)
+        curves = {"seisbind (trained)": recall_curve(test.waveform @ test.image.T, positives),
+                  "seisbind (before training)": recall_curve(before_emb[split].waveform @ before_emb[split].image.T, positives),
+                  "CCA on PCA of raw data": recall_curve(cca_sim, positives)}  # fmt: skip
+        if spectro_sim is not None:
+            curves["spectrogram image tower"] = recall_curve(spectro_sim, positives)
+        results["plots"] = [
+            str(plots.recall_curves(curves, pdir / "recall_at_k.png", f"waveform -> image, gallery {positives.shape[1]}")),
+            str(plots.similarity_heatmap(test.waveform @ test.image.T, test.waveform_geology, pdir / "similarity.png")),
+            str(plots.joint_space_map(test.image, test.waveform, test.image_labels["family"], test.waveform_labels["family"], pdir / "joint_space_tsne.png", seed)),
+        ]  # fmt: skip
+    results["seconds"] = time.perf_counter() - start
+    return results
+
+
+def markdown_tables(results: dict) -> str:
+    """The comparison tables: retrieval, zero-shot, probes."""
+    lines = [
+        f"Retrieval on {results['split']}: {results['geologies'][results['split']]} images, "
+        f"{results['waveforms_per_geology']} waveforms each",
+        "",
+        "| method | w->i R@1 | w->i R@5 | w->i R@10 | w->i median rank | i->w R@1 | i->w mAP | gallery (w->i) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results["retrieval"].items():
+        w, i = r["waveform_to_image"], r["image_to_waveform"]
+        lines.append(
+            f"| {name} | {w['recall@1']:.3f} | {w['recall@5']:.3f} | {w['recall@10']:.3f} | {w['median_rank']:.1f} | "
+            f"{i['recall@1']:.3f} | {i['mAP']:.3f} | {w['gallery_size']} |"
+        )
+    lines += ["", "| zero-shot from image prototypes | family acc1 | family mean recall | fault acc1 | fault mean recall |", "|---|---|---|---|---|"]
+    for name, z in results["zero_shot"].items():
+        f, t = z["family"], z["fault_present"]
+        lines.append(f"| {name} | {f['acc1']:.3f} | {f['mean_per_class_recall']:.3f} | {t['acc1']:.3f} | {t['mean_per_class_recall']:.3f} |")
+    cols = [("family", "acc1"), ("fault_present", "acc1"), ("vs30", "r2"), ("depth_vs760_m", "r2"), ("source_depth_m", "r2")]
+    lines += ["", "| features (linear / kNN) | " + " | ".join(f"{c} {m}" for c, m in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for name, p in results["probes"].items():
+        cells = [f"{p[c]['linear'][m]:.3f} / {p[c]['knn'][m]:.3f}" if c in p else "n/a" for c, m in cols]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_json(results: dict, path: str | os.PathLike) -> Path:
+    """Write atomically, so an interrupted run never leaves half a results file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(results, indent=2))
+    os.replace(tmp, path)
+    return path

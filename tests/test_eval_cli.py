@@ -1,0 +1,93 @@
+"""eval_zeroshot.py end to end on a tiny model trained for a few steps; its JSON, table and plots."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from seisbind.data.dataset import load_paired
+from seisbind.data.generate import generate
+from seisbind.models import ContrastiveLoss, create_model
+from test_data_generate import TINY_QUAKE
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_trained_model(data_dir, out_dir, steps=15):
+    torch.manual_seed(0)
+    model = create_model("tiny")  # 64 x 64 images, as generated below
+    loss_fn = ContrastiveLoss("clip")
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    train = load_paired(data_dir, "train")
+    rows = train[:]
+    images = torch.stack(rows["image"])
+    waves = torch.stack([w[0] for w in rows["waveforms"]])  # first source of each geology
+    losses = []
+    for _ in range(steps):
+        loss = loss_fn(model(images=images, waveforms=waves))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        model.clamp_logit_scale()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < losses[0]
+    return model.save_pretrained(out_dir)
+
+
+def test_eval_cli_writes_json_tables_and_plots(tmp_path):
+    data = tmp_path / "data"
+    generate(data, "quake", 16, config={**TINY_QUAKE, "image_height": 64, "image_width": 64}, progress=False)
+    model_dir = tiny_trained_model(data, tmp_path / "model")
+    out = tmp_path / "results.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "eval_zeroshot.py"), "--model", str(model_dir), "--data", str(data),
+         "--split", "test", "--out", str(out), "--baseline-steps", "2", "--no-progress"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads(out.read_text())
+    n_test = results["geologies"]["test"]
+    n_wave = n_test * TINY_QUAKE["sources_per_geology"]
+    assert results["waveforms_per_geology"] == TINY_QUAKE["sources_per_geology"]
+    expected = {"seisbind (trained)", "seisbind (before training)", "random", "CCA on PCA of raw data", "spectrogram image tower"}
+    assert set(results["retrieval"]) == expected
+    for r in results["retrieval"].values():
+        w2i, i2w = r["waveform_to_image"], r["image_to_waveform"]
+        assert w2i["gallery_size"] == n_test and w2i["queries"] == n_wave
+        assert i2w["gallery_size"] == n_wave and i2w["positives_per_query"] == TINY_QUAKE["sources_per_geology"]
+        assert 0 <= w2i["recall@1"] <= w2i["recall@5"] <= 1 and w2i["recall@10"] == 1.0  # gallery < 10
+    assert set(results["probes"]) == {
+        "image tower, before training", "waveform tower, before training", "image tower, trained",
+        "waveform tower, trained", "both towers concatenated, trained",
+    }  # fmt: skip
+    assert "source_depth_m" not in results["probes"]["image tower, trained"]  # no meaning per image
+    assert "source_depth_m" in results["probes"]["waveform tower, trained"]
+    assert set(results["zero_shot"]["trained"]) == {"family", "fault_present"}
+    for plot in results["plots"]:
+        assert Path(plot).read_bytes()[:4] == b"\x89PNG"
+    assert "| seisbind (trained) |" in proc.stdout  # the markdown table
+
+
+def test_eval_cli_refuses_a_missing_model(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "eval_zeroshot.py"), "--model", str(tmp_path / "none"), "--data", str(tmp_path)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "error" in proc.stderr
+
+
+def test_embed_split_gives_one_unit_embedding_per_image_and_per_source(tmp_path):
+    from seisbind.evaluation.embed import embed_split
+    from seisbind.models.joint import SeisBindModel
+
+    data = tmp_path / "data"
+    generate(data, "quake", 4, config={**TINY_QUAKE, "image_height": 64, "image_width": 64}, progress=False)
+    model = SeisBindModel.from_pretrained(tiny_trained_model(data, tmp_path / "m", steps=3))
+    emb = embed_split(model, load_paired(data, "train"), progress=False)
+    assert emb.image.shape[0] == len(load_paired(data, "train"))
+    assert emb.waveform.shape[0] == emb.image.shape[0] * TINY_QUAKE["sources_per_geology"]
+    np.testing.assert_allclose(np.linalg.norm(emb.waveform, axis=1), 1.0, atol=1e-5)
+    assert emb.positives().sum() == emb.waveform.shape[0]  # each waveform has exactly one image
