@@ -14,6 +14,9 @@ import sys
 _COMMANDS = {
     "generate": ("seisbind.data.generate_cli", "generate physics-based paired data (quake, openfwi)"),
     "plot-sample": ("seisbind.data.plot", "draw one stored pair: section image, Vs model, waveforms"),
+    "embed-images": ("seisbind.io.embed_images_cli", "embed SEG-Y section patches with their survey coordinates"),
+    "embed-waveforms": ("seisbind.io.embed_waveforms_cli", "embed miniSEED/ObsPy files or a local SeisBench dataset"),
+    "import-manifest": ("seisbind.io.manifest_cli", "convert a CSV/Parquet manifest of pairs into a paired dataset"),
     "quickstart": ("seisbind.unbuilt", "generate, train, evaluate, index and query (not built yet)"),
     "export": ("seisbind.unbuilt", "export embeddings to Parquet/NumPy (not built yet)"),
     "index": ("seisbind.unbuilt", "build and query a FAISS index (not built yet)"),

@@ -1,0 +1,134 @@
+"""``seisbind embed-waveforms``: ObsPy-readable files or a local SeisBench dataset, embedded into Parquet."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from seisbind.io.components import MISSING_MODES
+from seisbind.io.obspy_streams import GAP_MODES, GROUP_MODES
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--mseed", nargs="+", metavar="FILE",
+                        help="miniSEED or any file ObsPy reads (SAC, SEED, ...); folders are searched recursively")
+    source.add_argument("--seisbench", metavar="DIR", help="a SeisBench dataset folder on local disk (never downloaded)")
+    p.add_argument("--model", required=True,
+                   help="a folder written by save_pretrained, or an architecture name such as tiny (random weights)")
+    p.add_argument("--out", required=True, help="output .parquet file (written atomically)")
+    p.add_argument("--window-seconds", type=float, default=30.0,
+                   help="window length, s: round(s * rate) + 1 samples (default 30 -> 3001 at 100 Hz); 0 = whole records")
+    p.add_argument("--stride-seconds", type=float, help="seconds between window starts (default: the window length)")
+    p.add_argument("--missing", choices=MISSING_MODES, default="fill",
+                   help="a missing component: fill (the model copies a live one, as SeisLM) or refuse (default fill)")
+    p.add_argument("--gaps", choices=GAP_MODES, default="refuse",
+                   help="gaps and overlaps: refuse the file, fill (interpolate) or split into contiguous parts")
+    p.add_argument("--group", choices=GROUP_MODES, default="station",
+                   help="one embedding per station window, or per time window over all stations of a file")
+    p.add_argument("--inventory", metavar="STATIONXML", help="orientations to rotate Z12 channels to ZNE")
+    p.add_argument("--format", help="ObsPy format name, if ObsPy cannot guess it (e.g. MSEED, SAC)")
+    p.add_argument("--limit", type=int, help="SeisBench: embed only the first N traces")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def expand_paths(paths: list[str]) -> list[str]:
+    """Files as given, and the files under folders (recursively, hidden ones left out), sorted."""
+    out = []
+    for text in paths:
+        path = Path(text)
+        if path.is_dir():
+            found = [p for p in path.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)]
+            out.extend(str(p) for p in sorted(found))
+        else:
+            out.append(text)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from seisbind.io.batch import BatchJob
+    from seisbind.io.embeddings import EmbeddingWriter, schema_metadata
+    from seisbind.io.encode import BatchEncoder, load_model
+    from seisbind.io.obspy_streams import (
+        iter_windows,
+        prepare_stream,
+        read_stream,
+        window_fields,
+    )
+    from seisbind.modalities import ModalityType
+
+    # Inputs are checked before the model loads, so a wrong path fails in a second.
+    dataset = files = None
+    if args.seisbench:
+        from seisbind.io.seisbench_datasets import metadata_fields, open_dataset
+
+        dataset = open_dataset(args.seisbench)
+    else:
+        files = expand_paths(args.mseed)
+        if not files:
+            raise ValueError(f"no files found in {args.mseed}")
+    inventory = None
+    if args.inventory:
+        import obspy
+
+        try:
+            inventory = obspy.read_inventory(args.inventory)
+        except Exception as err:
+            raise ValueError(f"{args.inventory}: ObsPy cannot read it as an inventory ({err})") from err
+    model, info = load_model(args.model, args.device)
+    rate = float(model.config.waveform.sample_rate)
+    if model.config.waveform.in_chans != 3:
+        raise ValueError(f"model {args.model} takes {model.config.waveform.in_chans} waveform channels, not Z, N, E")
+    options = {"window_seconds": args.window_seconds, "stride_seconds": args.stride_seconds or args.window_seconds,
+               "missing": args.missing, "gaps": args.gaps, "group": args.group, "sampling_rate": rate,
+               "inventory": args.inventory}  # fmt: skip
+    fields = window_fields()
+    if dataset is not None:
+        sb_fields = metadata_fields(dataset, {f.name for f in fields} | {"id", "modality", "embedding"})
+        fields = fields + sb_fields
+        options["seisbench"] = str(args.seisbench)
+    meta = schema_metadata(info, ModalityType.WAVEFORM, options)
+
+    def windows(prepared):
+        return iter_windows(prepared, args.window_seconds, args.stride_seconds, args.group)
+
+    with EmbeddingWriter(args.out, fields, ModalityType.WAVEFORM, meta) as writer:
+        encoder = BatchEncoder(model, ModalityType.WAVEFORM, writer, args.batch_size, args.device)
+        if dataset is None:
+            job = BatchJob("file")
+            for path in tqdm(files, desc="files", unit="file", disable=args.no_progress):
+                with job.guard(path):
+                    stream = read_stream(path, format=args.format)
+                    prepared = prepare_stream(stream, rate, args.missing, args.gaps, inventory, source=path)
+                    for item in windows(prepared):
+                        encoder.add(item.data, item.id, item.meta)
+                    for note in prepared.notes:
+                        print(f"note: {note}", file=sys.stderr)
+        else:
+            from seisbind.io.seisbench_datasets import (
+                iter_trace_indices,
+                row_metadata,
+                trace_label,
+                trace_stream,
+            )
+
+            job = BatchJob("trace")
+            n = len(dataset) if args.limit is None else min(len(dataset), args.limit)
+            for index in tqdm(iter_trace_indices(dataset, args.limit), total=n, desc="traces", unit="trace",
+                              disable=args.no_progress):  # fmt: skip
+                label = f"{args.seisbench}#{index}"
+                with job.guard(label):
+                    stream, row = trace_stream(dataset, index, args.seisbench)
+                    label = f"{args.seisbench}|{trace_label(row, index)}"
+                    prepared = prepare_stream(stream, rate, args.missing, "refuse", inventory, source=label)
+                    extra = row_metadata(row, sb_fields)
+                    for item in windows(prepared):
+                        encoder.add(item.data, item.id, {**item.meta, "file": str(args.seisbench), **extra})
+        encoder.close()
+    print(f"wrote {writer.rows_written} waveform embedding(s) to {args.out}")
+    return job.finish()
