@@ -18,8 +18,8 @@ _COMMANDS = {
     "embed-waveforms": ("seisbind.io.embed_waveforms_cli", "embed miniSEED/ObsPy files or a local SeisBench dataset"),
     "import-manifest": ("seisbind.io.manifest_cli", "convert a CSV/Parquet manifest of pairs into a paired dataset"),
     "quickstart": ("seisbind.unbuilt", "generate, train, evaluate, index and query (not built yet)"),
-    "export": ("seisbind.unbuilt", "export embeddings to Parquet/NumPy (not built yet)"),
-    "index": ("seisbind.unbuilt", "build and query a FAISS index (not built yet)"),
+    "export": ("seisbind.search.export", "export a split's embeddings to Parquet or NumPy"),
+    "index": ("seisbind.search.index_cli", "build and query a FAISS index across modalities"),
 }
 
 

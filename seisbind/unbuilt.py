@@ -7,8 +7,6 @@ import sys
 
 WHERE = {
     "quickstart": "issue 7 (export, index and quickstart); meanwhile run `seisbind generate`",
-    "export": "issue 7 (embedding export)",
-    "index": "issue 7 (FAISS index)",
 }
 
 

@@ -60,17 +60,20 @@ class EmbeddingWriter:
         self.rows_per_group = int(rows_per_group)
         self.rows_written = 0
         self._ids: list[str] = []
+        self._modalities: list[str] = []
         self._meta: list[dict] = []
         self._embeddings: list[np.ndarray] = []
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = self.path.parent / f".{self.path.name}.tmp-{os.getpid()}"
         self._writer = pq.ParquetWriter(str(self._tmp), self.schema)
 
-    def add(self, ids: list[str], metas: list[dict], embeddings: np.ndarray) -> None:
-        """Queue rows; a row group is written whenever ``rows_per_group`` rows are waiting."""
+    def add(self, ids: list[str], metas: list[dict], embeddings: np.ndarray, modality: str | None = None) -> None:
+        """Queue rows (of ``modality``, the writer's by default); a row group is written whenever
+        ``rows_per_group`` rows are waiting."""
         embeddings = np.asarray(embeddings, dtype=np.float32)
         if not (len(ids) == len(metas) == len(embeddings)):
             raise ValueError(f"{len(ids)} ids, {len(metas)} metadata rows and {len(embeddings)} embeddings")
+        self._modalities.extend([modality or self.modality] * len(ids))
         self._ids.extend(ids)
         self._meta.extend(metas)
         self._embeddings.extend(embeddings)
@@ -84,7 +87,7 @@ class EmbeddingWriter:
             return
         n = len(self._ids)
         emb = np.stack(self._embeddings).astype(np.float32)
-        columns: dict[str, Any] = {"id": pa.array(self._ids, pa.string()), "modality": pa.array([self.modality] * n, pa.string())}
+        columns: dict[str, Any] = {"id": pa.array(self._ids, pa.string()), "modality": pa.array(self._modalities, pa.string())}
         for field in self.schema:
             if field.name in ("id", "modality", "embedding"):
                 continue
@@ -93,7 +96,7 @@ class EmbeddingWriter:
         columns["embedding"] = pa.ListArray.from_arrays(offsets, pa.array(emb.reshape(-1), pa.float32()))
         self._writer.write_table(pa.table(columns, schema=self.schema))
         self.rows_written += n
-        self._ids, self._meta, self._embeddings = [], [], []
+        self._ids, self._meta, self._embeddings, self._modalities = [], [], [], []
 
     def close(self) -> Path:
         """Write what is left and rename the file into place."""

@@ -1,0 +1,119 @@
+"""Export round trip, index build/query from a miniSEED file and from ObsPy's real example, refusals."""
+
+import numpy as np
+import obspy
+import pytest
+import torch
+
+from seisbind.cli import main
+from seisbind.data.dataset import load_paired
+from seisbind.data.generate import generate
+from seisbind.io.embeddings import embedding_matrix, read_embeddings
+from seisbind.models import create_model
+from seisbind.search.export import read_npy_export
+from test_data_generate import TINY_QUAKE
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("search")
+    generate(root / "data", "quake", 12, config={**TINY_QUAKE, "image_height": 64, "image_width": 64}, progress=False)
+    torch.manual_seed(0)
+    create_model("tiny").save_pretrained(root / "model")
+    assert main(["export", "--model", str(root / "model"), "--data", str(root / "data"), "--split", "train",
+                 "--out", str(root / "train.parquet"), "--no-progress"]) == 0  # fmt: skip
+    return root
+
+
+def write_mseed(waveforms: np.ndarray, path, rate=100.0, drop=None, nan=False):
+    st = obspy.Stream()
+    for k, station in enumerate(waveforms):
+        for c, comp in enumerate("ZNE"):
+            if drop == comp:
+                continue
+            data = station[c].astype(np.float32).copy()
+            if nan:
+                data[10] = np.nan
+            st.append(obspy.Trace(data, header={"network": "SB", "station": f"S{k:02d}", "channel": f"HH{comp}",
+                                                "sampling_rate": rate, "starttime": obspy.UTCDateTime(2026, 1, 1)}))  # fmt: skip
+    st.write(str(path), format="MSEED")
+
+
+def test_export_round_trip_parquet_and_npy(setup):
+    table, meta = read_embeddings(setup / "train.parquet")
+    train = load_paired(setup / "data", "train")
+    n, s = len(train), TINY_QUAKE["sources_per_geology"]
+    assert table.num_rows == n * (1 + s)
+    assert table.column("modality").to_pylist().count("waveform") == n * s
+    assert meta["model_config_sha256"] and meta["weights"] == "pretrained"
+    ids = table.column("id").to_pylist()
+    assert len(set(ids)) == len(ids)
+    # the stored embedding of a waveform is what the model gives for that row's source
+    emb = embedding_matrix(table)
+    row = train[0]
+    model = __import__("seisbind.models.joint", fromlist=["x"]).SeisBindModel.from_pretrained(setup / "model")
+    with torch.no_grad():
+        expected = model.encode_waveform(row["waveforms"][1][None]).numpy()[0]
+    got = emb[ids.index(f"train/geology-{row['geology_id']}/source-1")]
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert table.column("vs30").to_pylist()[ids.index(f"train/geology-{row['geology_id']}/image")] == pytest.approx(row["vs30"])
+    assert main(["export", "--model", str(setup / "model"), "--data", str(setup / "data"), "--split", "train",
+                 "--out", str(setup / "train.npy"), "--no-progress"]) == 0  # fmt: skip
+    arr, meta_table, npy_meta = read_npy_export(setup / "train.npy")
+    np.testing.assert_allclose(arr, emb, atol=1e-6)
+    assert meta_table.column("id").to_pylist() == ids and npy_meta["model_config_sha256"] == meta["model_config_sha256"]
+
+
+def test_query_from_miniseed_finds_the_geology_it_came_from(setup, capsys):
+    assert main(["index", "build", "--embeddings", str(setup / "train.parquet"), "--out", str(setup / "ix")]) == 0
+    row = load_paired(setup / "data", "train")[2]
+    write_mseed(row["waveforms"][0].numpy(), setup / "q.mseed")
+    capsys.readouterr()
+    assert main(["index", "query", "--index", str(setup / "ix"), "--model", str(setup / "model"),
+                 "--waveform", str(setup / "q.mseed"), "--k", "50", "--window-seconds", "2",
+                 "--png", str(setup / "hits.png")]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    # the query's score against its own geology equals the exported dot product (same embedding)
+    table, _ = read_embeddings(setup / "train.parquet")
+    emb, ids = embedding_matrix(table), table.column("id").to_pylist()
+    own = emb[ids.index(f"train/geology-{row['geology_id']}/source-0")] @ emb[ids.index(f"train/geology-{row['geology_id']}/image")]
+    line = next(ln for ln in out.splitlines() if f"train/geology-{row['geology_id']}/image" in ln)  # k covers all
+    assert f"| {own:.3f} |" in line  # ObsPy file -> same array -> same embedding as the export
+    assert (setup / "hits.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_obspy_bundled_real_example_queries(setup, capsys):
+    path = setup / "rjob.mseed"
+    obspy.read().write(str(path), format="MSEED")  # BW.RJOB..EH[ZNE], 30 s at 100 Hz, real data
+    assert main(["index", "build", "--embeddings", str(setup / "train.parquet"), "--out", str(setup / "ix2")]) == 0
+    assert main(["index", "query", "--index", str(setup / "ix2"), "--model", str(setup / "model"),
+                 "--waveform", str(path), "--k", "2"]) == 0  # fmt: skip
+    assert "| 1 |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "kind, message",
+    [("missing", "missing"), ("nan", "NaN"), ("rate", "cannot be resampled")],
+)
+def test_bad_query_files_get_clear_errors(setup, capsys, kind, message):
+    main(["index", "build", "--embeddings", str(setup / "train.parquet"), "--out", str(setup / "ix3")])
+    w = load_paired(setup / "data", "train")[0]["waveforms"][0].numpy()
+    path = setup / f"bad-{kind}.mseed"
+    write_mseed(w, path, rate=20.0 if kind == "rate" else 100.0, drop="E" if kind == "missing" else None, nan=kind == "nan")
+    capsys.readouterr()
+    rc = main(["index", "query", "--index", str(setup / "ix3"), "--model", str(setup / "model"),
+               "--waveform", str(path), "--window-seconds", "2"])  # fmt: skip
+    assert rc == 2
+    assert message in capsys.readouterr().err
+
+
+def test_index_refuses_another_models_queries(setup, capsys):
+    main(["index", "build", "--embeddings", str(setup / "train.parquet"), "--out", str(setup / "ix4")])
+    other = setup / "other-model"
+    create_model("tiny", embed_dim=256).save_pretrained(other)
+    np.save(setup / "img.npy", np.random.default_rng(0).random((64, 64)))
+    main(["index", "build", "--embeddings", str(setup / "train.parquet"), "--modality", "waveform", "--out", str(setup / "ix5")])
+    capsys.readouterr()
+    assert main(["index", "query", "--index", str(setup / "ix5"), "--model", str(other), "--image", str(setup / "img.npy")]) == 2
+    assert "another model" in capsys.readouterr().err
+    assert main(["index", "query", "--index", str(setup / "ix5"), "--model", str(setup / "model"), "--image", str(setup / "img.npy"), "--k", "3"]) == 0
