@@ -1,0 +1,122 @@
+"""FAISS index figures: build time, queries per second and recall@10 against exact search.
+
+    python benchmarks/bench_index.py [--sizes 100000 1000000] [--exported FILE.parquet] [--mseed-query ...]
+
+Random vectors are unit-normalised Gaussian clusters at the model's 512 dimensions (uniform
+random vectors on a 512-sphere have no neighbours worth finding). ``--exported`` adds a row for
+real exported embeddings (sections indexed, waveforms as queries). ``--latency`` measures the
+end-to-end query from a miniSEED file: cold (load model and index, read, embed, search) and warm
+(model and index already loaded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from machine import cpu_model  # benchmarks/machine.py: scripts run as python benchmarks/<name>.py
+from seisbind.search.faiss_index import EmbeddingIndex, factory_string
+
+
+def clustered(n: int, d: int, rng: np.random.Generator, centres: np.ndarray) -> np.ndarray:
+    out = np.empty((n, d), np.float32)
+    for start in range(0, n, 100_000):  # in blocks: bounded memory for millions of rows
+        m = min(100_000, n - start)
+        x = centres[rng.integers(0, len(centres), m)] + 0.7 * rng.standard_normal((m, d), dtype=np.float32)
+        out[start : start + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return out
+
+
+def exact_top10(x: np.ndarray, q: np.ndarray) -> np.ndarray:
+    import faiss
+
+    flat = faiss.IndexFlatIP(x.shape[1])
+    flat.add(x)
+    return flat.search(q, min(10, len(x)))[1]
+
+
+def measure(x: np.ndarray, q: np.ndarray, truth: np.ndarray, kind: str) -> dict:
+    import pyarrow as pa
+
+    meta = pa.table({"row": np.arange(len(x))})
+    t = time.perf_counter()
+    index = EmbeddingIndex.build(x, meta, "bench", kind=kind, use_gpu=False)
+    build = time.perf_counter() - t
+    t = time.perf_counter()
+    _, rows = index.search(q, truth.shape[1])
+    search = time.perf_counter() - t
+    recall = float(np.mean([len(set(a) & set(b)) / truth.shape[1] for a, b in zip(rows, truth)]))
+    return {"kind": kind, "factory": index.info["factory"], "build_s": build, "qps": len(q) / search, "recall@10": recall}
+
+
+def latency(index_dir: str, model_dir: str, mseed: str, window: float, repeats: int = 5) -> tuple[float, float]:
+    from seisbind.search.index_cli import query
+
+    t = time.perf_counter()
+    query(index_dir, model_dir, waveform=mseed, k=5, window_seconds=window)
+    cold = time.perf_counter() - t
+    import torch
+
+    from seisbind.io.encode import load_model
+    from seisbind.search.index_cli import load_query_waveform
+
+    model, _ = load_model(model_dir)
+    index = EmbeddingIndex.load(index_dir)
+    rate = float(model.config.waveform.sample_rate)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        arr = load_query_waveform(mseed, rate, window, "refuse", None)
+        with torch.no_grad():
+            emb = model.encode_waveform(torch.from_numpy(arr)[None]).numpy()
+        index.search(emb, 5)
+        times.append(time.perf_counter() - t)
+    return cold, min(times)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    p.add_argument("--kinds", nargs="+", default=["flat", "hnsw", "ivfpq"])
+    p.add_argument("--dim", type=int, default=512)
+    p.add_argument("--queries", type=int, default=1000)
+    p.add_argument("--exported", help="a Parquet written by `seisbind export` (sections indexed, waveforms query)")
+    p.add_argument("--latency", nargs=3, metavar=("INDEX", "MODEL", "MSEED"), help="end-to-end query latency")
+    p.add_argument("--window-seconds", type=float, default=8.0)
+    args = p.parse_args()
+    import faiss
+
+    print(f"machine: {cpu_model()}, faiss {faiss.__version__}, {faiss.omp_get_max_threads()} OpenMP threads, CPU only\n")
+    print("| vectors | data | kind | FAISS factory | build s | queries/s | recall@10 vs exact |")
+    print("|---|---|---|---|---|---|---|")
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((1000, args.dim), dtype=np.float32)
+    for n in args.sizes:
+        x = clustered(n, args.dim, rng, centres)
+        q = clustered(args.queries, args.dim, rng, centres)
+        truth = exact_top10(x, q)
+        for kind in args.kinds:
+            r = measure(x, q, truth, kind)
+            print(f"| {n:,} | random (clustered) | {kind} | {r['factory']} | {r['build_s']:.1f} | {r['qps']:,.0f} | {r['recall@10']:.3f} |", flush=True)
+        del x
+    if args.exported:
+        from seisbind.io.embeddings import embedding_matrix, read_embeddings
+
+        table, _ = read_embeddings(args.exported)
+        emb = embedding_matrix(table)
+        modality = np.asarray(table.column("modality").to_pylist())
+        x, q = emb[modality == "image"], emb[modality == "waveform"]
+        truth = exact_top10(x, q)
+        for kind in ("flat", "hnsw"):
+            r = measure(x, q, truth, kind)
+            print(f"| {len(x):,} | exported sections, waveform queries | {kind} | {r['factory']} | {r['build_s']:.2f} | {r['qps']:,.0f} | {r['recall@10']:.3f} |")
+    if args.latency:
+        cold, warm = latency(*args.latency, args.window_seconds)
+        print(f"\nend-to-end query from miniSEED: cold {cold:.2f} s (load model + index, read, embed, search); "
+              f"warm {1000 * warm:.0f} ms (read, resample/window, embed, search)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
