@@ -1,8 +1,15 @@
-"""Contrastive training of the joint image-waveform model (issue 5: not built yet)."""
+"""Contrastive training of the joint image-waveform model with Accelerate.
+
+    python train_contrastive.py --config configs/quickstart.yaml [key=value ...]
+    accelerate launch train_contrastive.py --config configs/sfm-seislm-base.yaml [key=value ...]
+    python train_contrastive.py --config configs/quickstart.yaml --resume latest
+
+The logic lives in ``seisbind.training``; this file is the entry point.
+"""
 
 import sys
 
-from seisbind.unbuilt import not_built
+from seisbind.training.cli import main
 
 if __name__ == "__main__":
-    sys.exit(not_built("train_contrastive.py"))
+    sys.exit(main())

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import yaml
 
-from seisbind.cli import main
 from seisbind.data.scenarios import SCENARIOS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,8 +29,3 @@ def test_data_config_files_hold_the_code_defaults():
         defaults = dataclasses.asdict(scenario.config_class())
         assert {k: list(v) if isinstance(v, tuple) else v for k, v in defaults.items()} == on_disk
         scenario.make_config(**on_disk)  # and they validate
-
-
-def test_unbuilt_entry_points_say_so_and_fail(capsys):
-    assert main(["quickstart"]) == 2
-    assert "not built yet" in capsys.readouterr().err

@@ -1,0 +1,89 @@
+"""Augmentations of image-waveform pairs that keep the physics of a record.
+
+A record is (stations, channels, time) ground velocity from one source. Each augmentation acts on
+the whole record at once, so what the waveform tower learns from (moveout across stations,
+relative amplitudes between stations and components, the shape of each trace) is untouched:
+
+* a time shift, the same for every station: an error in the origin time, filled with zeros;
+* one amplitude gain, log-uniform: a stronger or weaker event of the same mechanism;
+* additive Gaussian noise of one RMS for every station, set relative to the unscaled record, so a
+  weaker event (lower gain) is noisier, and distant stations have a lower signal-to-noise ratio
+  than near ones, as with a real noise floor. A component that recorded nothing (E in 2-D P-SV)
+  gets no noise: it stays dead, and the tower's dead-channel rule applies as it will at inference.
+
+And one of the pair together (:func:`mirror_pair`): a 2-D section mirrored left to right is another
+valid geology, and its record is the original's with the stations in reverse order and the in-plane
+horizontal component (N, along increasing distance) negated; Z and the out-of-plane E are unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class WaveformAugment:
+    """Random time shift, gain and noise of a (stations, channels, time) record; see the module doc.
+
+    ``amplitude_scale`` is the [low, high] range of the gain (log-uniform), ``noise_level`` the
+    [low, high] range of noise RMS over record RMS (uniform), ``max_shift_samples`` the largest
+    shift either way.
+    """
+
+    amplitude_scale: tuple[float, float] = (0.5, 2.0)
+    noise_level: tuple[float, float] = (0.0, 0.1)
+    max_shift_samples: int = 10
+
+    def __call__(self, record: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        x = np.asarray(record, dtype=np.float32)
+        if x.ndim != 3:
+            raise ValueError(f"a record must be (stations, channels, time); got shape {x.shape}")
+        # Draw every random number in a fixed order, whatever the record holds, so a pair's
+        # augmentation depends only on its seed.
+        shift = int(rng.integers(-self.max_shift_samples, self.max_shift_samples + 1)) if self.max_shift_samples else 0
+        low, high = self.amplitude_scale
+        gain = float(np.exp(rng.uniform(np.log(low), np.log(high))))
+        level = float(rng.uniform(*self.noise_level))
+        noise = rng.standard_normal(x.shape, dtype=np.float32)
+
+        out = shift_record(x, shift)
+        live = np.abs(x).max(axis=-1, keepdims=True) > 0
+        rms = float(np.sqrt(np.mean(np.square(x[live[..., 0]])))) if live.any() else 0.0
+        out = out * np.float32(gain)
+        if level > 0 and rms > 0:
+            out = out + np.where(live, noise * np.float32(level * rms), np.float32(0.0))
+        return out.astype(np.float32, copy=False)
+
+
+def shift_record(x: np.ndarray, shift: int) -> np.ndarray:
+    """``x`` delayed by ``shift`` samples along its last axis (advanced if negative), zero-filled."""
+    if shift == 0:
+        return x.copy()
+    out = np.zeros_like(x)
+    if abs(shift) >= x.shape[-1]:
+        return out
+    if shift > 0:
+        out[..., shift:] = x[..., :-shift]
+    else:
+        out[..., :shift] = x[..., -shift:]
+    return out
+
+
+ZNE = "ZNE"
+
+
+def mirror_pair(image: np.ndarray, record: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The mirror image of a 2-D P-SV pair: ``image`` (channels, depth, distance) flipped along
+    distance, ``record`` (stations, ZNE, time) with stations reversed and N negated.
+
+    Exact for stations placed symmetrically about the section's middle (the quake scenario's
+    evenly spaced stations with equal margins).
+    """
+    if record.ndim != 3 or record.shape[1] != 3:
+        raise ValueError(f"mirror_pair needs a (stations, ZNE, time) record; got shape {record.shape}")
+    flipped = np.ascontiguousarray(np.asarray(image)[..., ::-1])
+    mirrored = np.ascontiguousarray(np.asarray(record)[::-1]).copy()
+    mirrored[:, 1] *= -1.0
+    return flipped, mirrored

@@ -1,0 +1,198 @@
+"""Training pairs from a generated dataset: which rows, which source, which stations, which noise.
+
+Everything random is a function of ``(seed, epoch, row)``, never of a process's or a worker's
+random state, so the data a step sees depends only on the seed and the step number:
+
+* :class:`GlobalBatchSampler` cuts a seeded permutation of the rows of each epoch into global
+  batches (the tail that does not fill a batch is left for that epoch, so a geology appears at most
+  once per batch, and one batch never spans two epochs) and hands each process its slice. Resuming
+  at step ``s`` starts the sampler at batch ``s`` directly: nothing is replayed.
+* :class:`PairDataset` turns a key ``(epoch, row)`` into a pair: the geology's image and one of its
+  sources, seen at a random subset of its stations, augmented by :class:`WaveformAugment`.
+* :func:`collate_pairs` pads the station axis and returns the ``station_mask`` the model reads.
+
+One process with global batch ``B`` and two processes with ``B / 2`` each see the same pairs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from seisbind.models.preprocess import normalize_images
+from seisbind.training.augment import ZNE, WaveformAugment, mirror_pair
+
+# Streams of SeedSequence(seed, stream, ...): the sampler's permutations and the pairs' draws.
+_SAMPLER_STREAM, _PAIR_STREAM = 0, 1
+TRAIN_COLUMNS = ("image", "waveforms", "waveform_scale", "geology_id")
+
+
+def load_rows(path: str | os.PathLike, split: str):
+    """The ``split`` of a generated dataset with only the columns training reads, as NumPy arrays.
+
+    Rows stay as stored (float16 images and per-trace-scaled waveforms); :func:`decode_image` and
+    :func:`decode_record` turn the parts a pair uses into model inputs, as ``load_paired`` would,
+    without decoding the sources and stations the pair does not use.
+    """
+    from seisbind.data.dataset import load_paired
+
+    rows = load_paired(path, split, decode=False)
+    missing = [c for c in TRAIN_COLUMNS if c not in rows.column_names]
+    if missing:
+        raise ValueError(f"{path} ({split}) lacks the column(s) {missing} that training needs; "
+                         f"it has {rows.column_names}")
+    extra = [c for c in ("sampling_rate", "channels") if c in rows.column_names]
+    return rows.select_columns([*TRAIN_COLUMNS, *extra]).with_format("numpy")
+
+
+def decode_image(stored: np.ndarray) -> torch.Tensor:
+    """A stored (H, W) section as the (1, H, W) normalised float32 image ``load_paired`` returns."""
+    return normalize_images(torch.as_tensor(np.asarray(stored, np.float32))[None])
+
+
+def decode_record(row: dict, source: int | None = None, stations: np.ndarray | None = None) -> np.ndarray:
+    """Waveforms of ``row`` in m/s (float32), as ``load_paired`` returns them: all sources
+    (sources, stations, channels, time), or one ``source`` (stations, channels, time); optionally
+    only ``stations``."""
+    waveforms, scale = row["waveforms"], row["waveform_scale"]
+    if source is not None:
+        waveforms, scale = waveforms[source], scale[source]
+    if stations is not None:
+        waveforms, scale = waveforms[..., stations, :, :], scale[..., stations]
+    return waveforms.astype(np.float32) * scale.astype(np.float32)[..., None, None]
+
+
+class GlobalBatchSampler(Sampler[list[tuple[int, int]]]):
+    """Endless per-process batches of ``(epoch, row)`` keys; see the module doc.
+
+    ``global_batch_size`` rows form one global batch (one micro-batch of every process); process
+    ``rank`` of ``world_size`` gets rows ``[rank * b, (rank + 1) * b)`` of it, ``b`` being
+    ``global_batch_size / world_size``. ``start_batch`` is the global batch to begin with.
+    """
+
+    def __init__(self, num_rows: int, global_batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
+                 start_batch: int = 0) -> None:
+        if global_batch_size % world_size:
+            raise ValueError(f"global batch {global_batch_size} is not divisible by {world_size} processes")
+        if num_rows < global_batch_size:
+            raise ValueError(f"the split has {num_rows} rows (geologies), fewer than one global batch of "
+                             f"{global_batch_size}; lower batch_size or generate more geologies")
+        self.num_rows, self.global_batch_size, self.seed = num_rows, global_batch_size, seed
+        self.rank, self.world_size, self.start_batch = rank, world_size, start_batch
+        self.local_batch_size = global_batch_size // world_size
+        self.batches_per_epoch = num_rows // global_batch_size
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """The rows of ``epoch`` in the order they are drawn."""
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, _SAMPLER_STREAM, epoch]))
+        return rng.permutation(self.num_rows)
+
+    def global_batch(self, index: int) -> list[tuple[int, int]]:
+        """The keys of global batch ``index`` (all processes)."""
+        epoch, j = divmod(index, self.batches_per_epoch)
+        order = self.epoch_order(epoch)[j * self.global_batch_size : (j + 1) * self.global_batch_size]
+        return [(epoch, int(r)) for r in order]
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        index, epoch, order = self.start_batch, None, None
+        b = self.local_batch_size
+        while True:
+            e, j = divmod(index, self.batches_per_epoch)
+            if e != epoch:
+                epoch, order = e, self.epoch_order(e)
+            start = j * self.global_batch_size + self.rank * b
+            yield [(epoch, int(r)) for r in order[start : start + b]]
+            index += 1
+
+
+class PairDataset(Dataset):
+    """(image, waveform record) pairs keyed by ``(epoch, row)``; see the module doc.
+
+    ``rows`` is a decoded split (``load_rows``). Each key draws, from ``SeedSequence(seed, 1,
+    epoch, row)``: a source of the geology, a subset of ``min_stations..max_stations`` of its
+    stations (all of them if it has fewer; kept in their order along the surface), whether the
+    pair is mirrored (probability ``mirror_prob``; ZNE records only) and the waveform
+    augmentation (``augment``, or none).
+    """
+
+    def __init__(self, rows, seed: int, min_stations: int, max_stations: int,
+                 augment: WaveformAugment | None = None, mirror_prob: float = 0.0) -> None:
+        self.rows, self.seed, self.augment = rows, seed, augment
+        self.min_stations, self.max_stations = min_stations, max_stations
+        self.mirror_prob = float(mirror_prob)
+        if self.mirror_prob > 0 and len(rows):
+            channels = rows[0].get("channels", ZNE)
+            if channels != ZNE:
+                raise ValueError(f"mirroring needs ZNE records (2-D P-SV); these rows hold channels {channels!r}: "
+                                 "set mirror_prob=0")
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        epoch, index = key
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, _PAIR_STREAM, int(epoch), int(index)]))
+        row = self.rows[int(index)]
+        n_sources, n_stations = row["waveforms"].shape[:2]  # (sources, stations, channels, time)
+        source = int(rng.integers(n_sources))
+        low, high = min(self.min_stations, n_stations), min(self.max_stations, n_stations)
+        count = int(rng.integers(low, high + 1))
+        stations = np.sort(rng.choice(n_stations, size=count, replace=False))
+        mirror = bool(rng.random() < self.mirror_prob)
+        image = decode_image(row["image"]).numpy()
+        record = decode_record(row, source, stations)
+        if mirror:
+            image, record = mirror_pair(image, record)
+        if self.augment is not None:
+            record = self.augment(record, rng)
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image)),
+            "waveforms": torch.from_numpy(np.ascontiguousarray(record)),
+            "geology_id": int(row["geology_id"]),
+        }
+
+
+def collate_pairs(items: Sequence[dict]) -> dict[str, torch.Tensor]:
+    """Stack pairs into a batch: images (B, C, H, W), waveforms (B, max stations, channels, T) zero-padded,
+    ``station_mask`` (B, max stations) True where a station is real, ``geology_id`` (B,)."""
+    if not items:
+        raise ValueError("cannot collate an empty batch")
+    shapes = {tuple(it["waveforms"].shape[1:]) for it in items}
+    if len(shapes) != 1:
+        raise ValueError(f"records in one batch must share (channels, time); got {sorted(shapes)}")
+    (channels, samples), = shapes
+    k = max(it["waveforms"].shape[0] for it in items)
+    waveforms = torch.zeros(len(items), k, channels, samples)
+    mask = torch.zeros(len(items), k, dtype=torch.bool)
+    for i, it in enumerate(items):
+        n = it["waveforms"].shape[0]
+        waveforms[i, :n] = it["waveforms"]
+        mask[i, :n] = True
+    return {
+        "images": torch.stack([it["image"] for it in items]),
+        "waveforms": waveforms,
+        "station_mask": mask,
+        "geology_id": torch.tensor([it["geology_id"] for it in items]),
+    }
+
+
+def _worker_init(_: int) -> None:
+    # Worker processes share the cores with the training process: one thread each.
+    torch.set_num_threads(1)
+
+
+def make_loader(dataset: PairDataset, sampler: GlobalBatchSampler, num_workers: int, pin_memory: bool = False) -> DataLoader:
+    """A DataLoader over ``sampler``'s batches; workers only change where items are built, not which."""
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=collate_pairs,
+        pin_memory=pin_memory,
+        worker_init_fn=_worker_init if num_workers else None,
+        prefetch_factor=2 if num_workers else None,
+    )

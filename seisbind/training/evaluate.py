@@ -1,0 +1,76 @@
+"""Validation during training: retrieval between waveforms and images on a held-out split.
+
+Every source of every validation geology is a query, recorded at all its stations without
+augmentation; the gallery is the validation images, one per geology. Waveform-to-image recall@k
+is the fraction of queries whose own geology's image ranks in the top k (chance: k / gallery
+size); image-to-waveform recall@1 asks whether an image's nearest waveform is one of its sources.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from seisbind.training.data import decode_image, decode_record
+
+
+def recall_metrics(image_emb: torch.Tensor, waveform_emb: torch.Tensor) -> dict[str, float]:
+    """Retrieval metrics from embeddings: images (G, D), waveforms (G, S, D) with S sources per image."""
+    g, s, d = waveform_emb.shape
+    sims = waveform_emb.reshape(g * s, d).float() @ image_emb.float().T  # (queries, gallery)
+    truth = torch.arange(g).repeat_interleave(s)
+    # Rank of the true image: how many gallery images score strictly higher (ties favour the truth).
+    true_score = sims[torch.arange(g * s), truth]
+    rank = (sims > true_score[:, None]).sum(dim=1)
+    # Image to waveform: the nearest of all G*S waveforms, correct if it is one of the image's sources.
+    nearest = sims.T.argmax(dim=1)
+    i2w = (nearest // s == torch.arange(g)).float().mean()
+    return {
+        "wave_to_image_r1": float((rank < 1).float().mean()),
+        "wave_to_image_r5": float((rank < 5).float().mean()),
+        "wave_to_image_mean_rank": float(rank.float().mean() + 1),
+        "image_to_wave_r1": float(i2w),
+        "gallery_size": float(g),
+        "chance_r1": 1.0 / g,
+    }
+
+
+@torch.no_grad()
+def evaluate_retrieval(model, rows, accelerator, batch_size: int = 64) -> dict[str, float]:
+    """Embed a split (``data.load_rows``) with ``model`` and return :func:`recall_metrics`.
+
+    Geologies are shared out across processes (``i % world_size``) and the embeddings gathered, so
+    every process returns the same figures.
+    """
+    n = len(rows)
+    if n < 2:
+        raise ValueError(f"the validation split has {n} geologies; retrieval needs at least 2")
+    world, rank = accelerator.num_processes, accelerator.process_index
+    mine = list(range(rank, n, world))
+    per_rank = -(-n // world)
+    mine += [mine[-1] if mine else 0] * (per_rank - len(mine))  # equal shares for the gather
+    device = accelerator.device
+    was_training = model.training
+    model.eval()
+    images, records = [], []
+    try:
+        for start in range(0, len(mine), max(1, batch_size)):
+            chunk = [rows[i] for i in mine[start : start + batch_size]]
+            imgs = torch.stack([decode_image(r["image"]) for r in chunk]).to(device)
+            wav = torch.stack([torch.from_numpy(decode_record(r)) for r in chunk])
+            b, s = wav.shape[:2]
+            with accelerator.autocast():
+                images.append(model.encode_image(imgs).float())
+                flat = wav.reshape(b * s, *wav.shape[2:]).to(device)
+                records.append(model.encode_waveform(flat).float().reshape(b, s, -1))
+    finally:
+        model.train(was_training)
+    image_emb, waveform_emb = torch.cat(images), torch.cat(records)
+    if world > 1:
+        image_emb = accelerator.gather(image_emb.contiguous())
+        waveform_emb = accelerator.gather(waveform_emb.contiguous())
+        # gathered row r * per_rank + j is geology rank r + j * world_size
+        order = torch.tensor([r + j * world for r in range(world) for j in range(per_rank)])
+        keep = order < n
+        image_emb = image_emb[keep][torch.argsort(order[keep])]
+        waveform_emb = waveform_emb[keep][torch.argsort(order[keep])]
+    return recall_metrics(image_emb.cpu(), waveform_emb.cpu())

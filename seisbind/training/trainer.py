@@ -1,0 +1,343 @@
+"""The contrastive training loop, on one CPU or GPU or under ``accelerate launch``.
+
+Accelerate places the model, wraps it in DistributedDataParallel when there are several
+processes, runs mixed precision and gradient accumulation, saves and restores state, and feeds
+the trackers. The contrastive loss is open_clip's, told the process's rank and the world size,
+so it scores the global batch (features gathered with their gradients).
+
+``step`` counts optimiser steps. After step ``s`` the loop logs, validates (every ``eval_every``
+steps and at the end), keeps the best model (``best-model/``, by waveform-to-image recall@1) and
+checkpoints (every ``save_every`` steps and at the end); a checkpoint of step ``s`` resumes at
+step ``s + 1`` with the data, optimiser, scheduler and random state the uninterrupted run had.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from seisbind.training.augment import WaveformAugment
+from seisbind.training.checkpointing import (
+    TMP_PREFIX,
+    TRAINER_STATE_NAME,
+    CheckpointError,
+    checkpoint_root,
+    clean_partial,
+    find_resumable,
+    finalize,
+    list_checkpoints,
+    prune,
+    read_trainer_state,
+    save_model_atomic,
+    step_dir_name,
+    verify_checkpoint,
+    write_json_atomic,
+)
+from seisbind.training.config import TrainConfig
+from seisbind.training.data import GlobalBatchSampler, PairDataset, load_rows, make_loader
+from seisbind.training.evaluate import evaluate_retrieval
+from seisbind.training.optim import build_optimizer, build_scheduler
+
+BEST_METRIC = "wave_to_image_r1"
+METRICS_FILE = "metrics.jsonl"
+BEST_DIR, FINAL_DIR = "best-model", "final-model"
+# Keys whose change on resume makes the continued run a different run from the checkpointed one.
+_TRAJECTORY_KEYS = ("model", "model_overrides", "data", "seed", "batch_size", "gradient_accumulation_steps",
+                    "min_stations", "max_stations", "mirror_prob", "amplitude_scale", "noise_level", "max_time_shift_s", "lr",
+                    "weight_decay", "warmup_steps", "max_steps", "lock_image", "lock_waveform")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss (or the gradient norm) stopped being finite; the message names the step."""
+
+
+@dataclass
+class TrainResult:
+    """What a finished run reached."""
+
+    step: int
+    loss: float | None  # the last step's loss (mean over its micro-batches and processes)
+    losses: dict[int, float]  # every step's loss run by this call
+    metrics: dict[str, float]  # the last validation
+    best_metric: float | None
+    best_step: int | None
+    output_dir: Path
+    resumed_from: Path | None = None
+    wall_seconds: float = 0.0
+    main_process: bool = True  # False in the other processes of a multi-process run
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _hparams(config: TrainConfig) -> dict[str, Any]:
+    # Trackers take scalars and strings only.
+    out = {}
+    for key, value in config.to_dict().items():
+        out[key] = value if isinstance(value, (int, float, str, bool)) else json.dumps(value)
+    return out
+
+
+def _check_data(rows, model, split: str, path: str) -> None:
+    """Refuse data the model cannot read, before any step runs."""
+    first = rows[0]
+    cfg = model.config
+    h, w = first["image"].shape[-2:]
+    if not cfg.image.dynamic_img_size and (h, w) != tuple(cfg.image.img_hw):
+        raise ValueError(
+            f"{path} ({split}) holds {h}x{w} images but model {cfg.name!r} takes {cfg.image.img_hw[0]}x"
+            f"{cfg.image.img_hw[1]}; set model_overrides.image.img_size={h if h == w else [h, w]} (or "
+            f"model_overrides.image.dynamic_img_size=true), or generate with --image-size {cfg.image.img_hw[0]}"
+        )
+    rate = first.get("sampling_rate")
+    if rate is not None and abs(float(rate) - cfg.waveform.sample_rate) > 1e-6:
+        raise ValueError(f"{path} ({split}) is sampled at {float(rate):g} Hz but the waveform tower expects "
+                         f"{cfg.waveform.sample_rate:g} Hz; resample the data or set "
+                         f"model_overrides.waveform.sample_rate")
+
+
+def _resolve_resume(resume: str, root: Path, log) -> Path | None:
+    """The checkpoint folder to resume from: ``latest`` falls back past bad folders, a path must verify."""
+    if resume == "latest":
+        folder = find_resumable(root, warn=log)
+        if folder is None:
+            log(f"resume=latest: no checkpoint in {root} yet; starting from step 0")
+        return folder
+    folder = Path(resume)
+    verify_checkpoint(folder)  # an explicitly named folder is never silently replaced by another
+    return folder
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Train the joint model as ``config`` says; see the module doc."""
+    from accelerate import Accelerator
+    from accelerate.utils import broadcast_object_list, set_seed
+    from tqdm.auto import tqdm
+
+    from seisbind.models import ContrastiveLoss, create_model
+
+    if not config.data:
+        raise ValueError("train config: data (the folder written by `seisbind generate`) is not set; pass data=PATH")
+    started = time.perf_counter()
+    # Ground velocities are ~1e-9 m/s: their products reach subnormal floats, which x86 CPUs
+    # compute ~10x slower. Flushing them to zero changes nothing measurable and restores the speed.
+    torch.set_flush_denormal(True)
+    # open_clip gathers features with torch.distributed.nn.all_gather, deprecated but correct (it
+    # carries gradients); one warning per process and step would drown the log.
+    warnings.filterwarnings("ignore", message=r"torch\.distributed\.nn\.functional\.all_gather is deprecated",
+                            category=FutureWarning)
+    output_dir = Path(config.output_dir)
+    root = checkpoint_root(output_dir)
+    tracker = None if config.tracker == "none" else config.tracker
+    accelerator = Accelerator(
+        mixed_precision=config.mixed_precision,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        cpu=config.cpu,
+        log_with=tracker,
+        project_dir=str(output_dir),
+        # One scheduler step per optimiser step, whatever the number of processes: the schedule is
+        # written in optimiser steps, and the global batch is what each step consumes.
+        step_scheduler_with_optimizer=False,
+    )
+    log = accelerator.print
+    main = accelerator.is_main_process
+    world, rank = accelerator.num_processes, accelerator.process_index
+
+    # Resolve the checkpoint on the main process only (hashing is not free) and share the answer.
+    resume_folder, problem = None, None
+    if main:
+        clean_partial(root)
+        try:
+            if config.resume:
+                resume_folder = _resolve_resume(config.resume, root, log)
+            elif list_checkpoints(root):
+                raise ValueError(f"{output_dir} already holds checkpoints from an earlier run; pass --resume latest "
+                                 f"to continue it, or choose another output_dir")
+        except (CheckpointError, ValueError) as err:
+            problem = f"{type(err).__name__}: {err}"
+    shared = broadcast_object_list([str(resume_folder) if resume_folder else None, problem])
+    if shared[1] is not None:
+        kind, _, message = shared[1].partition(": ")
+        raise (CheckpointError if kind == "CheckpointError" else ValueError)(message)
+    resume_folder = Path(shared[0]) if shared[0] else None
+
+    set_seed(config.seed)
+    model = create_model(config.model, image_checkpoint=config.image_checkpoint,
+                         waveform_checkpoint=config.waveform_checkpoint, **config.model_overrides)
+    if config.lock_image:
+        model.lock_tower("image", config.lock_image_unlocked_blocks)
+    if config.lock_waveform:
+        model.lock_tower("waveform", config.lock_waveform_unlocked_blocks)
+
+    train_rows = load_rows(config.data, config.train_split)
+    val_rows = load_rows(config.data, config.val_split)
+    for rows, split in ((train_rows, config.train_split), (val_rows, config.val_split)):
+        if len(rows) == 0:
+            raise ValueError(f"{config.data} has no {split!r} rows")
+        _check_data(rows, model, split, config.data)
+    rate = model.config.waveform.sample_rate
+    augment = WaveformAugment(tuple(config.amplitude_scale), tuple(config.noise_level),
+                              int(round(config.max_time_shift_s * rate)))
+    dataset = PairDataset(train_rows, config.seed, config.min_stations, config.max_stations, augment,
+                          config.mirror_prob)
+
+    optimizer = build_optimizer(model, config.lr, config.weight_decay, tuple(config.betas), config.eps)
+    scheduler = build_scheduler(optimizer, config.warmup_steps, config.max_steps)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    core = accelerator.unwrap_model(model)
+    loss_options: dict[str, Any] = {"rank": rank, "world_size": world}
+    if core.config.loss == "clip":
+        # Gathering with gradients makes the gradient of the global-batch loss exact across processes.
+        loss_options.update(local_loss=config.local_loss, gather_with_grad=True)
+    loss_fn = ContrastiveLoss(core.config.loss, **loss_options)
+
+    start_step, best_metric, best_step = 0, None, None
+    if resume_folder is not None:
+        accelerator.load_state(str(resume_folder))
+        state = read_trainer_state(resume_folder)
+        start_step, best_metric, best_step = int(state["step"]), state.get("best_metric"), state.get("best_step")
+        changed = [k for k in _TRAJECTORY_KEYS if state.get("config", {}).get(k) != config.to_dict()[k]]
+        if changed or state.get("world_size") != world:
+            log(f"note: resuming with a different {changed + (['world_size'] if state.get('world_size') != world else [])}"
+                " than the checkpoint's run: the continued run differs from an uninterrupted one")
+        log(f"resumed from {resume_folder} at step {start_step}")
+    last_checkpoint = resume_folder
+
+    accum = config.gradient_accumulation_steps
+    global_batch = config.batch_size * world
+    sampler = GlobalBatchSampler(len(train_rows), global_batch, config.seed, rank, world, start_batch=start_step * accum)
+    loader = make_loader(dataset, sampler, config.num_workers, pin_memory=accelerator.device.type == "cuda")
+
+    metrics_path = output_dir / METRICS_FILE
+    if main:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        kept = []
+        if start_step and metrics_path.exists():
+            # Lines past the checkpoint came from the run that was killed; the resumed run rewrites them.
+            kept = [ln for ln in metrics_path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= start_step]
+        metrics_path.write_text("".join(ln + "\n" for ln in kept))
+    if tracker:
+        accelerator.init_trackers("logs", config=_hparams(config))
+
+    def record(entry: dict[str, Any], step: int) -> None:
+        accelerator.log(entry, step=step)
+        if main:
+            with open(metrics_path, "a") as fh:
+                fh.write(json.dumps({"step": step, **entry}) + "\n")
+
+    def trainer_state(step: int) -> dict[str, Any]:
+        return {"step": step, "best_metric": best_metric, "best_step": best_step, "world_size": world,
+                "global_batch_size": global_batch, "config": config.to_dict()}
+
+    def save_checkpoint(step: int) -> Path:
+        name = step_dir_name(step)
+        tmp, final = root / f"{TMP_PREFIX}{name}", root / name
+        if main:
+            root.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(tmp, ignore_errors=True)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(tmp))
+        accelerator.wait_for_everyone()  # every process has written its random states
+        if main:
+            write_json_atomic(tmp / TRAINER_STATE_NAME, trainer_state(step))
+            finalize(tmp, final, step)
+            prune(root, config.keep_last, protect=final)
+        accelerator.wait_for_everyone()
+        return final
+
+    def diverged(what: str, value: float, step: int, micro: int) -> TrainingDiverged:
+        where = f"step {step}" + (f" (micro-batch {micro + 1} of {accum})" if accum > 1 else "")
+        good = f"the last good checkpoint is {last_checkpoint}" if last_checkpoint else "no checkpoint was saved yet"
+        return TrainingDiverged(
+            f"training stopped: the {what} is {value} at {where}, before that step's update; nothing after it was "
+            f"saved and {good}. Lower lr, lengthen warmup_steps or check the data, then resume with --resume latest"
+        )
+
+    losses: dict[int, float] = {}
+    metrics: dict[str, float] = {}
+    last_loss = None
+    window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
+    clip = config.grad_clip_norm
+    bar = tqdm(total=config.max_steps, initial=start_step, disable=not (config.progress and main),
+               desc="train", dynamic_ncols=True)
+    batches = iter(loader)
+    try:
+        for step in range(start_step + 1, config.max_steps + 1):
+            model.train()
+            step_loss, grad_norm = 0.0, None
+            for micro in range(accum):
+                batch = next(batches)
+                images = batch["images"].to(accelerator.device, non_blocking=True)
+                waveforms = batch["waveforms"].to(accelerator.device, non_blocking=True)
+                station_mask = batch["station_mask"].to(accelerator.device, non_blocking=True)
+                with accelerator.accumulate(model):
+                    loss = loss_fn(model(images=images, waveforms=waveforms, station_mask=station_mask))
+                    value = float(accelerator.reduce(loss.detach().float(), "mean"))
+                    if not math.isfinite(value):
+                        raise diverged("loss", value, step, micro)
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients and clip > 0:
+                        norm = accelerator.clip_grad_norm_(model.parameters(), clip)
+                        grad_norm = float(norm) if norm is not None else None
+                        # fp16's scaler skips steps with overflowing gradients by design; elsewhere it is a fault.
+                        if grad_norm is not None and not math.isfinite(grad_norm) and config.mixed_precision != "fp16":
+                            raise diverged("gradient norm", grad_norm, step, micro)
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                step_loss += value / accum
+            scheduler.step()
+            core.clamp_logit_scale()
+            losses[step], last_loss = step_loss, step_loss
+            window_loss += step_loss
+            window_steps += 1
+            scale = float(core.logit_scale().detach())
+            bar.update(1)
+
+            if step % config.log_every == 0 or step == config.max_steps:
+                elapsed = time.perf_counter() - window_start
+                pairs_per_s = global_batch * accum * window_steps / elapsed if elapsed > 0 else float("nan")
+                entry = {"train/loss": window_loss / window_steps, "train/logit_scale": scale,
+                         "train/lr": scheduler.get_last_lr()[0], "train/pairs_per_s": pairs_per_s,
+                         "train/epoch": (step * accum) / sampler.batches_per_epoch}
+                if grad_norm is not None:
+                    entry["train/grad_norm"] = grad_norm
+                record(entry, step)
+                bar.set_postfix(loss=f"{entry['train/loss']:.4f}", scale=f"{scale:.1f}", pairs_s=f"{pairs_per_s:.1f}")
+                window_loss, window_steps = 0.0, 0
+                window_start = time.perf_counter()
+
+            evaluated = (config.eval_every and step % config.eval_every == 0) or step == config.max_steps
+            if evaluated:
+                metrics = evaluate_retrieval(core, val_rows, accelerator, config.val_batch_size)
+                record({f"val/{k}": v for k, v in metrics.items()}, step)
+                if main:
+                    bar.write(f"step {step}: validation recall@1 (waveform -> image) {metrics[BEST_METRIC]:.3f} "
+                              f"over {int(metrics['gallery_size'])} geologies (chance {metrics['chance_r1']:.3f})")
+                if best_metric is None or metrics[BEST_METRIC] > best_metric:
+                    best_metric, best_step = metrics[BEST_METRIC], step
+                    if main:
+                        save_model_atomic(core, output_dir / BEST_DIR, {"step": step, "metrics": metrics})
+                    accelerator.wait_for_everyone()
+            if (config.save_every and step % config.save_every == 0) or step == config.max_steps:
+                last_checkpoint = save_checkpoint(step)
+            if evaluated or last_checkpoint is not None and last_checkpoint.name == step_dir_name(step):
+                window_start = time.perf_counter()  # throughput counts training only
+        if main:
+            save_model_atomic(core, output_dir / FINAL_DIR, {"step": config.max_steps, "metrics": metrics})
+        accelerator.wait_for_everyone()
+    finally:
+        bar.close()
+        del batches  # stops the loader's workers
+        accelerator.end_training()
+    return TrainResult(
+        step=config.max_steps, loss=last_loss, losses=losses, metrics=metrics, best_metric=best_metric,
+        best_step=best_step, output_dir=output_dir, resumed_from=resume_folder,
+        wall_seconds=time.perf_counter() - started, main_process=main,
+    )

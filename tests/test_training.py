@@ -1,0 +1,292 @@
+"""Contrastive training: config, data sampling, checkpoints, and short CPU runs of the tiny model.
+
+Runs use a tiny generated set (TINY_QUAKE: 32x32 images, 4 stations, 2 s windows), so a training
+step takes tens of milliseconds. Equalities between runs are exact on CPU with one thread (tolerance
+1e-6 on losses, identical weights), the two-process comparison within 1e-5.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import seisbind.models
+from seisbind.data.generate import generate
+from seisbind.training import CheckpointError, TrainingDiverged, load_config, train, verify_checkpoint
+from seisbind.training.augment import WaveformAugment
+from seisbind.training.checkpointing import find_resumable, list_checkpoints
+from seisbind.training.cli import main as train_main
+from seisbind.training.config import TrainConfig
+from seisbind.training.data import GlobalBatchSampler, PairDataset, collate_pairs, load_rows
+from seisbind.training.optim import param_groups
+from tests.test_data_generate import TINY_QUAKE
+
+ROOT = Path(__file__).resolve().parents[1]
+ENTRY = str(ROOT / "train_contrastive.py")
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    """20 tiny geologies (16 train, 2 validation, 2 test), 2 sources and 4 stations each."""
+    out = tmp_path_factory.mktemp("tiny-quake")
+    report = generate(out, "quake", 20, seed=3, workers=1, chunk_size=10, config=TINY_QUAKE, progress=False)
+    return str(report.dataset_path)
+
+
+def tiny_args(data, out, **extra):
+    """key=value overrides for a short run of the tiny model on ``tiny_data``."""
+    values = dict(
+        model="tiny", data=data, output_dir=str(out), batch_size=8, num_workers=0, min_stations=2, max_stations=4,
+        max_steps=6, lr=2e-3, warmup_steps=1, log_every=1, eval_every=3, save_every=2, keep_last=3,
+        tracker="none", progress=False, seed=1,
+    )
+    values.update(extra)
+    args = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in values.items()]
+    return [*args, "model_overrides.image.img_size=32"]
+
+
+def tiny_config(data, out, **extra):
+    return load_config(None, tiny_args(data, out, **extra))
+
+
+def metrics_at(out, step):
+    """The merged metrics.jsonl entries of ``step``."""
+    merged = {}
+    for line in (Path(out) / "metrics.jsonl").read_text().splitlines():
+        entry = json.loads(line)
+        if entry["step"] == step:
+            merged.update(entry)
+    return merged
+
+
+# --- config -----------------------------------------------------------------------------------
+
+
+def test_config_files_load_and_overrides_are_checked():
+    for name in ("quickstart", "sfm-seislm-base", "sfm-seislm-large"):
+        config = load_config(ROOT / "configs" / f"{name}.yaml")
+        assert config.model in seisbind.models.list_models()
+        assert config.data
+    base = load_config(ROOT / "configs" / "sfm-seislm-base.yaml")
+    assert base.mixed_precision == "bf16"
+    cfg = load_config(ROOT / "configs" / "quickstart.yaml", ["lr=3e-4", "betas=[0.9, 0.95]", "resume=null",
+                                                               "model_overrides.image.img_size=32"])
+    assert cfg.lr == 3e-4 and cfg.betas == [0.9, 0.95] and cfg.resume is None
+    from_file = load_config(ROOT / "configs" / "quickstart.yaml").model_overrides
+    # a dotted override sets one nested key and keeps the file's others
+    assert cfg.model_overrides == {**from_file, "image": {**from_file.get("image", {}), "img_size": 32}}
+    with pytest.raises(ValueError, match="unknown train config key 'max_stepz'.*did you mean 'max_steps'"):
+        load_config(None, ["max_stepz=3"])
+    with pytest.raises(ValueError, match="batch_size must be an integer"):
+        load_config(None, ["batch_size=8.5"])
+    with pytest.raises(ValueError, match="mixed_precision must be one of"):
+        load_config(None, ["mixed_precision=fp8"])
+    with pytest.raises(ValueError, match="key=value"):
+        load_config(None, ["max_steps"])
+    with pytest.raises(ValueError, match="max_stations .* is below min_stations"):
+        TrainConfig(min_stations=5, max_stations=2)
+
+
+def test_weight_decay_spares_norms_biases_and_the_logit_scale():
+    model = seisbind.models.create_model("tiny")
+    decay, exempt = param_groups(model, 0.1)
+    names = {id(p): n for n, p in model.named_parameters()}
+    exempt_names = {names[id(p)] for p in exempt["params"]}
+    assert "logit_scale.log_scale" in exempt_names
+    assert all(p.ndim >= 2 for p in decay["params"]) and exempt["weight_decay"] == 0.0
+    assert any(n.endswith("norm1.weight") for n in exempt_names) and any(n.endswith(".bias") for n in exempt_names)
+    model.lock_tower("image", 0)
+    locked = param_groups(model, 0.1)
+    assert sum(len(g["params"]) for g in locked) < sum(len(g["params"]) for g in (decay, exempt))
+
+
+# --- data -------------------------------------------------------------------------------------
+
+
+def test_global_batches_split_across_processes_and_resume_without_replay():
+    one = GlobalBatchSampler(50, 8, seed=4)
+    two = [GlobalBatchSampler(50, 8, seed=4, rank=r, world_size=2) for r in range(2)]
+    it1, it2 = iter(one), [iter(s) for s in two]
+    seen = []
+    for _ in range(13):  # more than two epochs of 6 batches
+        batch = next(it1)
+        assert batch == next(it2[0]) + next(it2[1])  # the same global batch, rank 0's half first
+        assert len({r for _, r in batch}) == 8 and len({e for e, _ in batch}) == 1  # no repeats, one epoch
+        seen.append(batch)
+    assert seen[0] != seen[6]  # each epoch its own order
+    later = iter(GlobalBatchSampler(50, 8, seed=4, start_batch=7))
+    assert [next(later) for _ in range(6)] == seen[7:13]
+    with pytest.raises(ValueError, match="fewer than one global batch"):
+        GlobalBatchSampler(5, 8, seed=0)
+
+
+def test_pairs_are_a_function_of_seed_epoch_and_row(tiny_data):
+    rows = load_rows(tiny_data, "train")
+    augment = WaveformAugment((0.5, 2.0), (0.05, 0.1), 5)
+    ds = PairDataset(rows, seed=2, min_stations=2, max_stations=3, augment=augment)
+    a, b = ds[(0, 3)], ds[(0, 3)]
+    assert torch.equal(a["waveforms"], b["waveforms"]) and torch.equal(a["image"], b["image"])
+    assert not torch.equal(ds[(1, 3)]["waveforms"], a["waveforms"])  # another epoch, another draw
+    assert 2 <= a["waveforms"].shape[0] <= 3 and a["waveforms"].shape[1:] == (3, 201)
+    assert torch.all(a["waveforms"][:, 2] == 0)  # the dead E component gets no noise
+    batch = collate_pairs([ds[(0, i)] for i in range(6)])
+    assert batch["images"].shape == (6, 1, 32, 32) and batch["waveforms"].shape[1] == 3
+    counts = batch["station_mask"].sum(1)
+    for i, n in enumerate(counts.tolist()):
+        assert torch.all(batch["waveforms"][i, n:] == 0)
+
+
+def test_augmentation_keeps_moveout_and_relative_amplitudes():
+    rng = np.random.default_rng(0)
+    record = np.zeros((3, 3, 100), np.float32)
+    record[0, 0, 20], record[1, 0, 30], record[2, 1, 40] = 1.0, 0.5, 2.0  # arrivals with moveout
+    out = WaveformAugment((0.5, 2.0), (0.0, 0.0), 5)(record, rng)
+    peaks = [int(np.argmax(np.abs(out[k]).max(0))) for k in range(3)]
+    assert np.diff(peaks).tolist() == [10, 10]  # one shift for every station
+    assert np.isclose(out[1].max() / out[0].max(), 0.5) and np.isclose(out[2].max() / out[0].max(), 2.0)
+    assert np.all(out[:, 2] == 0)
+
+
+# --- checkpoints ------------------------------------------------------------------------------
+
+
+def test_loss_decreases_and_checkpoints_are_verified(tiny_data, tmp_path):
+    result = train(tiny_config(tiny_data, tmp_path, max_steps=16, save_every=8, eval_every=8, lr=3e-3, seed=0))
+    losses = [result.losses[s] for s in sorted(result.losses)]
+    assert np.mean(losses[-4:]) < np.mean(losses[:4]) - 0.05, losses
+    assert all(np.isfinite(losses))
+    steps = [s for s, _ in list_checkpoints(tmp_path / "checkpoints")]
+    assert steps == [8, 16]
+    manifest = verify_checkpoint(tmp_path / "checkpoints" / "step-00000016")
+    assert {"model.safetensors", "optimizer.bin", "scheduler.bin", "random_states_0.pkl",
+            "trainer_state.json"} <= set(manifest["files"])
+    best = seisbind.models.SeisBindModel.from_pretrained(tmp_path / "best-model")
+    assert best.config.image.img_size == 32
+    assert 0.0 <= result.metrics["wave_to_image_r1"] <= 1.0 and result.metrics["gallery_size"] == 2
+
+
+def test_a_corrupted_checkpoint_is_refused_and_resume_falls_back(tiny_data, tmp_path, capsys):
+    train(tiny_config(tiny_data, tmp_path, max_steps=4, save_every=2, eval_every=0))
+    latest = tmp_path / "checkpoints" / "step-00000004"
+    blob = latest / "optimizer.bin"
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte, same size
+    blob.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="step-00000004 is corrupted: optimizer.bin does not match its SHA-256"):
+        verify_checkpoint(latest)
+    # A folder named explicitly is refused, never swapped for another.
+    assert train_main(tiny_args(tiny_data, tmp_path, max_steps=6) + ["--resume", str(latest)]) == 2
+    assert "checkpoint error" in capsys.readouterr().err
+    # A partial folder (no manifest: the save never finished) is detected too.
+    partial = tmp_path / "checkpoints" / "step-00000006"
+    partial.mkdir()
+    (partial / "model.safetensors").write_bytes(b"half")
+    with pytest.raises(CheckpointError, match="is partial: it has no manifest.json"):
+        verify_checkpoint(partial)
+    assert find_resumable(tmp_path / "checkpoints", warn=lambda m: None).name == "step-00000002"
+    result = train(tiny_config(tiny_data, tmp_path, max_steps=6, save_every=2, eval_every=0, resume="latest"))
+    out = capsys.readouterr().out
+    assert "step-00000006 is partial" in out and "step-00000004 is corrupted" in out and "falling back" in out
+    assert result.resumed_from.name == "step-00000002" and sorted(result.losses) == [3, 4, 5, 6]
+    verify_checkpoint(tmp_path / "checkpoints" / "step-00000006")  # rewritten whole
+    with pytest.raises(ValueError, match="already holds checkpoints"):
+        train(tiny_config(tiny_data, tmp_path, max_steps=6))
+
+
+class PoisonedLoss(seisbind.models.ContrastiveLoss):
+    """The real loss, except that its 5th call (step 5) returns NaN."""
+
+    calls = 0
+
+    def forward(self, outputs):
+        PoisonedLoss.calls += 1
+        loss = super().forward(outputs)
+        return loss * float("nan") if PoisonedLoss.calls == 5 else loss
+
+
+def test_a_nan_loss_stops_the_run_naming_the_step(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setattr(seisbind.models, "ContrastiveLoss", PoisonedLoss)
+    PoisonedLoss.calls = 0
+    with pytest.raises(TrainingDiverged, match=r"the loss is nan at step 5.*last good checkpoint is .*step-00000004"):
+        train(tiny_config(tiny_data, tmp_path, max_steps=8, save_every=2, eval_every=0))
+    assert [s for s, _ in list_checkpoints(tmp_path / "checkpoints")] == [2, 4]
+    state = json.loads((tmp_path / "checkpoints" / "step-00000004" / "trainer_state.json").read_text())
+    assert state["step"] == 4
+    verify_checkpoint(tmp_path / "checkpoints" / "step-00000004")
+    assert not (tmp_path / "final-model").exists()
+
+
+# --- faults and processes (subprocesses) ------------------------------------------------------
+
+
+def _env():
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    env.pop("ACCELERATE_USE_CPU", None)
+    return env
+
+
+def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tiny_data, tmp_path):
+    steps = 24  # killed once step 8 is checkpointed: 16 steps of margin to catch it mid-run
+    common = dict(max_steps=steps, save_every=4, eval_every=8, seed=5)
+    reference = train(tiny_config(tiny_data, tmp_path / "whole", **common))
+    killed = tmp_path / "killed"
+    # The killed run uses a worker process for its data and TensorBoard: neither changes what it computes.
+    args = [sys.executable, ENTRY, *tiny_args(tiny_data, killed, num_workers=1, tracker="tensorboard", **common)]
+    proc = subprocess.Popen(args, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    try:
+        while not (killed / "checkpoints" / "step-00000008").exists():
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.time() < deadline, "no checkpoint appeared"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (killed / "final-model").exists()
+    done = subprocess.run([*args, "--resume", "latest"], env=_env(), capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert "resumed from" in done.stdout
+    final_whole, final_killed = metrics_at(tmp_path / "whole", steps), metrics_at(killed, steps)
+    assert final_killed["train/loss"] == pytest.approx(final_whole["train/loss"], abs=1e-6)
+    for key in ("val/wave_to_image_r1", "val/wave_to_image_mean_rank", "val/image_to_wave_r1"):
+        assert final_killed[key] == final_whole[key]
+    from safetensors.torch import load_file
+
+    a = load_file(tmp_path / "whole" / "final-model" / "model.safetensors")
+    b = load_file(killed / "final-model" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], rtol=0, atol=1e-6) for k in a)
+    assert reference.loss == pytest.approx(final_killed["train/loss"], abs=1e-6)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_cpu_processes_see_the_global_batch(tiny_data, tmp_path):
+    common = dict(max_steps=3, save_every=0, eval_every=0, warmup_steps=0, lr=1e-3)
+    single = train(tiny_config(tiny_data, tmp_path / "one", batch_size=8, **common))
+    # accelerate launch --cpu starts several processes only through MPI; --multi_gpu starts them with
+    # torchrun, and cpu=true keeps them on the CPU (gloo).
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+              "--main_process_port", str(_free_port()), ENTRY,
+              *tiny_args(tiny_data, tmp_path / "two", batch_size=4, cpu=True, **common)]
+    done = subprocess.run(launch, env=_env(), capture_output=True, text=True, timeout=240, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("done: step 3") == 1  # reported by the main process only
+    for step in (1, 2, 3):  # step 1: the same loss; steps 2-3: the same gradients were applied
+        two = metrics_at(tmp_path / "two", step)["train/loss"]
+        assert two == pytest.approx(single.losses[step], abs=1e-5), (step, two, single.losses[step])
+    state = json.loads((tmp_path / "two" / "checkpoints" / "step-00000003" / "trainer_state.json").read_text())
+    assert state["world_size"] == 2 and state["global_batch_size"] == 8
