@@ -23,7 +23,7 @@ TRAIN_CONFIG = ROOT / "configs" / "quickstart.yaml"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/quickstart", help="folder for everything the quickstart writes")
-    p.add_argument("--num-geologies", type=int, default=300)
+    p.add_argument("--num-geologies", type=int, default=500)
     p.add_argument("--workers", type=int, default=0, help="generation workers (0 = one per CPU)")
     p.add_argument("--max-steps", type=int, help="training steps (default: configs/quickstart.yaml)")
     p.add_argument("--baseline-steps", type=int, default=200, help="training steps of the spectrogram baseline")
