@@ -26,6 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-geologies", type=int, default=500)
     p.add_argument("--workers", type=int, default=0, help="generation workers (0 = one per CPU)")
     p.add_argument("--max-steps", type=int, help="training steps (default: configs/quickstart.yaml)")
+    p.add_argument("--batch-size", type=int, help="training batch (default: configs/quickstart.yaml)")
     p.add_argument("--baseline-steps", type=int, default=200, help="training steps of the spectrogram baseline")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
@@ -70,8 +71,13 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"[2/5] training the tiny towers -> {out / 'train'}")
     overrides = [f"data={out / 'data'}", f"output_dir={out / 'train'}", f"seed={args.seed}", f"progress={str(progress).lower()}"]
+    if args.batch_size:
+        overrides.append(f"batch_size={args.batch_size}")
     if args.max_steps:
-        overrides.append(f"max_steps={args.max_steps}")
+        # a shortened run keeps the warm-up a tenth of it, and evaluates and saves at its end
+        every = max(1, args.max_steps)
+        overrides += [f"max_steps={args.max_steps}", f"warmup_steps={args.max_steps // 10}",
+                      f"eval_every={every}", f"save_every={every}"]  # fmt: skip
     result = train(load_config(TRAIN_CONFIG, overrides))
     model_dir = out / "train" / "best-model"
     timings["train"] = time.perf_counter() - start - timings["generate"]

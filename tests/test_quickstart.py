@@ -1,0 +1,18 @@
+"""The README's main job, shrunk: every stage of `seisbind quickstart` runs and leaves its outputs."""
+
+import json
+
+from seisbind.cli import main
+
+
+def test_quickstart_end_to_end_small(tmp_path, capsys):
+    out = tmp_path / "qs"
+    rc = main(["quickstart", "--out", str(out), "--num-geologies", "20", "--workers", "2", "--max-steps", "3", "--batch-size", "8",
+               "--baseline-steps", "1", "--no-progress"])  # fmt: skip
+    assert rc == 0
+    printed = capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    assert results["geologies"]["test"] >= 2 and "seisbind (trained)" in results["retrieval"]
+    assert (out / "train" / "best-model" / "model.safetensors").is_file()
+    assert (out / "index" / "index.faiss").is_file() and (out / "query.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| seisbind (trained) |" in printed and "| 1 |" in printed
