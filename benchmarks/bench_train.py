@@ -8,7 +8,7 @@ backward) are counted with ``torch.utils.flop_counter`` on batches drawn by the 
 on a GPU the row adds model-FLOPs utilisation against ``--peak-tflops`` and the peak memory.
 
 Usage:
-  python benchmarks/bench_train.py --config configs/quickstart.yaml --data runs/quake-quickstart --threads 2
+  python benchmarks/bench_train.py --config configs/quickstart.yaml --data runs/quake-quickstart [--threads 2]
   python benchmarks/bench_train.py --config configs/sfm-seislm-base.yaml --data runs/quake   # on a GPU, bf16
 """
 
@@ -60,11 +60,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40, help="timed optimiser steps")
     parser.add_argument("--warmup", type=int, default=10, help="untimed steps first")
     parser.add_argument("--window", type=int, default=10, help="steps per logged throughput window")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads of the training process (CPU)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads of the training process "
+                        "(default: the config's threads key)")
     parser.add_argument("--peak-tflops", type=float, default=None, help="GPU peak bf16 TFLOP/s for MFU")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="train config overrides")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     if args.steps % args.window or args.warmup % args.window:
         parser.error("--steps and --warmup must be multiples of --window")
 
@@ -74,6 +74,8 @@ def main() -> None:
                      f"warmup_steps={min(args.warmup, args.warmup + args.steps - 1)}"]
         if args.data:
             overrides.append(f"data={args.data}")
+        if args.threads is not None:
+            overrides.append(f"threads={args.threads}")
         config = load_config(args.config, overrides)
         if torch.cuda.is_available() and not config.cpu:
             torch.cuda.reset_peak_memory_stats()
@@ -83,12 +85,12 @@ def main() -> None:
     pairs_per_s = statistics.median(windows)
     flops = step_flops_per_pair(config)
     cuda = torch.cuda.is_available() and not config.cpu
-    device = torch.cuda.get_device_name() if cuda else f"{cpu_model()}, {args.threads} threads"
+    device = torch.cuda.get_device_name() if cuda else f"{cpu_model()}, {torch.get_num_threads()} threads"
     row = (f"| {Path(args.config).stem} | {config.model} | {config.mixed_precision} | {config.batch_size} | "
-           f"{config.min_stations}-{config.max_stations} | {pairs_per_s:.1f} | {flops / 1e9:.3f} | "
-           f"{pairs_per_s * flops / 1e9:.1f} |")
-    header = ("| config | model | precision | batch | stations | train pairs/s | GFLOP/pair (fwd+bwd) | "
-              "achieved GFLOP/s |")
+           f"{config.min_stations}-{config.max_stations} | {torch.get_num_threads()} | {pairs_per_s:.1f} | "
+           f"{flops / 1e9:.3f} | {pairs_per_s * flops / 1e9:.1f} |")
+    header = ("| config | model | precision | batch | stations | torch threads | train pairs/s | "
+              "GFLOP/pair (fwd+bwd) | achieved GFLOP/s |")
     if cuda:
         peak = args.peak_tflops or next((v for k, v in PEAK_BF16_TFLOPS.items() if k in device), None)
         mfu = f"{100 * pairs_per_s * flops / (peak * 1e12):.1f}%" if peak else "n/a (give --peak-tflops)"

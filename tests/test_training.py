@@ -159,13 +159,18 @@ def test_augmentation_keeps_moveout_and_relative_amplitudes():
 
 
 def test_loss_decreases_and_checkpoints_are_verified(tiny_data, tmp_path):
-    result = train(tiny_config(tiny_data, tmp_path, max_steps=16, save_every=8, eval_every=8, lr=3e-3, seed=0))
+    # Without augmentation the 16 training pairs are learnt within 30 steps: the loss leaves
+    # chance (ln 8 = 2.08 for a batch of 8) and ends near 1.3-1.5 (measured with several seeds).
+    plain = dict(min_stations=4, max_stations=4, mirror_prob=0.0, noise_level=[0.0, 0.0], max_time_shift_s=0.0)
+    result = train(tiny_config(tiny_data, tmp_path, max_steps=30, save_every=15, eval_every=15, lr=1e-3,
+                               warmup_steps=3, seed=0, **plain))
     losses = [result.losses[s] for s in sorted(result.losses)]
-    assert np.mean(losses[-4:]) < np.mean(losses[:4]) - 0.05, losses
+    assert np.mean(losses[:5]) == pytest.approx(np.log(8), abs=0.1)
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.25, losses
     assert all(np.isfinite(losses))
     steps = [s for s, _ in list_checkpoints(tmp_path / "checkpoints")]
-    assert steps == [8, 16]
-    manifest = verify_checkpoint(tmp_path / "checkpoints" / "step-00000016")
+    assert steps == [15, 30]
+    manifest = verify_checkpoint(tmp_path / "checkpoints" / "step-00000030")
     assert {"model.safetensors", "optimizer.bin", "scheduler.bin", "random_states_0.pkl",
             "trainer_state.json"} <= set(manifest["files"])
     best = seisbind.models.SeisBindModel.from_pretrained(tmp_path / "best-model")

@@ -165,7 +165,8 @@ def verify_checkpoint(folder: str | os.PathLike) -> dict:
             raise CheckpointError(f"checkpoint {folder} is corrupted: {name} has {size} bytes, "
                                   f"the manifest says {entry.get('size')}")
         if sha256_file(path) != entry.get("sha256"):
-            raise CheckpointError(f"checkpoint {folder} is corrupted: {name} does not match its SHA-256 in the manifest")
+            raise CheckpointError(f"checkpoint {folder} is corrupted: {name} does not match its SHA-256 "
+                                  "in the manifest")
     return manifest
 
 

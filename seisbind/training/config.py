@@ -65,6 +65,7 @@ class TrainConfig:
     gradient_accumulation_steps: int = 1
     mixed_precision: str = "no"  # no, fp16, bf16
     cpu: bool = False  # force the CPU even where a GPU is visible
+    threads: int = 0  # torch threads per training process; 0 keeps torch's default (OMP_NUM_THREADS or all cores)
     seed: int = 0
 
     # Run: outputs, logging, validation, checkpoints.
@@ -88,16 +89,19 @@ class TrainConfig:
         for key in positive:
             if not getattr(self, key) > 0:
                 raise ValueError(f"train config: {key} must be positive; got {getattr(self, key)!r}")
-        for key in ("num_workers", "warmup_steps", "eval_every", "save_every", "weight_decay", "grad_clip_norm",
-                    "max_time_shift_s", "eps", "lock_image_unlocked_blocks", "lock_waveform_unlocked_blocks"):
+        for key in ("num_workers", "threads", "warmup_steps", "eval_every", "save_every", "weight_decay",
+                    "grad_clip_norm", "max_time_shift_s", "eps", "lock_image_unlocked_blocks",
+                    "lock_waveform_unlocked_blocks"):
             if getattr(self, key) < 0:
                 raise ValueError(f"train config: {key} must be >= 0; got {getattr(self, key)!r}")
         if not 0.0 <= self.mirror_prob <= 1.0:
             raise ValueError(f"train config: mirror_prob must be in [0, 1]; got {self.mirror_prob!r}")
         if self.max_stations < self.min_stations:
-            raise ValueError(f"train config: max_stations ({self.max_stations}) is below min_stations ({self.min_stations})")
+            raise ValueError(f"train config: max_stations ({self.max_stations}) is below "
+                             f"min_stations ({self.min_stations})")
         if self.mixed_precision not in MIXED_PRECISION:
-            raise ValueError(f"train config: mixed_precision must be one of {MIXED_PRECISION}; got {self.mixed_precision!r}")
+            raise ValueError(f"train config: mixed_precision must be one of {MIXED_PRECISION}; "
+                             f"got {self.mixed_precision!r}")
         for key, low in (("amplitude_scale", 0.0), ("noise_level", 0.0), ("betas", 0.0)):
             pair = getattr(self, key)
             if len(pair) != 2:
@@ -106,10 +110,11 @@ class TrainConfig:
                 if not all(0.0 <= b < 1.0 for b in pair):
                     raise ValueError(f"train config: betas must lie in [0, 1); got {pair!r}")
             elif not (low <= pair[0] <= pair[1]) or (key == "amplitude_scale" and pair[0] <= 0):
-                raise ValueError(f"train config: {key} must be [low, high] with {'0 <' if key == 'amplitude_scale' else '0 <='} "
-                                 f"low <= high; got {pair!r}")
+                bound = "0 <" if key == "amplitude_scale" else "0 <="
+                raise ValueError(f"train config: {key} must be [low, high] with {bound} low <= high; got {pair!r}")
         if self.warmup_steps >= self.max_steps and self.warmup_steps > 0:
-            raise ValueError(f"train config: warmup_steps ({self.warmup_steps}) must be below max_steps ({self.max_steps})")
+            raise ValueError(f"train config: warmup_steps ({self.warmup_steps}) must be below "
+                             f"max_steps ({self.max_steps})")
 
     @property
     def keys(self) -> list[str]:

@@ -185,7 +185,8 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
 
 
-def make_loader(dataset: PairDataset, sampler: GlobalBatchSampler, num_workers: int, pin_memory: bool = False) -> DataLoader:
+def make_loader(dataset: PairDataset, sampler: GlobalBatchSampler, num_workers: int,
+                pin_memory: bool = False) -> DataLoader:
     """A DataLoader over ``sampler``'s batches; workers only change where items are built, not which."""
     return DataLoader(
         dataset,

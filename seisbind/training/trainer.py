@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import time
 import warnings
@@ -32,8 +31,8 @@ from seisbind.training.checkpointing import (
     CheckpointError,
     checkpoint_root,
     clean_partial,
-    find_resumable,
     finalize,
+    find_resumable,
     list_checkpoints,
     prune,
     read_trainer_state,
@@ -52,8 +51,9 @@ METRICS_FILE = "metrics.jsonl"
 BEST_DIR, FINAL_DIR = "best-model", "final-model"
 # Keys whose change on resume makes the continued run a different run from the checkpointed one.
 _TRAJECTORY_KEYS = ("model", "model_overrides", "data", "seed", "batch_size", "gradient_accumulation_steps",
-                    "min_stations", "max_stations", "mirror_prob", "amplitude_scale", "noise_level", "max_time_shift_s", "lr",
-                    "weight_decay", "warmup_steps", "max_steps", "lock_image", "lock_waveform")
+                    "min_stations", "max_stations", "mirror_prob", "amplitude_scale", "noise_level",
+                    "max_time_shift_s", "lr", "weight_decay", "warmup_steps", "max_steps", "lock_image",
+                    "lock_waveform")
 
 
 class TrainingDiverged(RuntimeError):
@@ -129,6 +129,8 @@ def train(config: TrainConfig) -> TrainResult:
     # Ground velocities are ~1e-9 m/s: their products reach subnormal floats, which x86 CPUs
     # compute ~10x slower. Flushing them to zero changes nothing measurable and restores the speed.
     torch.set_flush_denormal(True)
+    if config.threads:
+        torch.set_num_threads(config.threads)
     # open_clip gathers features with torch.distributed.nn.all_gather, deprecated but correct (it
     # carries gradients); one warning per process and step would drown the log.
     warnings.filterwarnings("ignore", message=r"torch\.distributed\.nn\.functional\.all_gather is deprecated",
@@ -204,15 +206,18 @@ def train(config: TrainConfig) -> TrainResult:
         state = read_trainer_state(resume_folder)
         start_step, best_metric, best_step = int(state["step"]), state.get("best_metric"), state.get("best_step")
         changed = [k for k in _TRAJECTORY_KEYS if state.get("config", {}).get(k) != config.to_dict()[k]]
-        if changed or state.get("world_size") != world:
-            log(f"note: resuming with a different {changed + (['world_size'] if state.get('world_size') != world else [])}"
-                " than the checkpoint's run: the continued run differs from an uninterrupted one")
+        if state.get("world_size") != world:
+            changed.append("world_size")
+        if changed:
+            log(f"note: resuming with a different {changed} than the checkpoint's run: the continued run "
+                "differs from an uninterrupted one")
         log(f"resumed from {resume_folder} at step {start_step}")
     last_checkpoint = resume_folder
 
     accum = config.gradient_accumulation_steps
     global_batch = config.batch_size * world
-    sampler = GlobalBatchSampler(len(train_rows), global_batch, config.seed, rank, world, start_batch=start_step * accum)
+    sampler = GlobalBatchSampler(len(train_rows), global_batch, config.seed, rank, world,
+                                 start_batch=start_step * accum)
     loader = make_loader(dataset, sampler, config.num_workers, pin_memory=accelerator.device.type == "cuda")
 
     metrics_path = output_dir / METRICS_FILE
@@ -221,7 +226,8 @@ def train(config: TrainConfig) -> TrainResult:
         kept = []
         if start_step and metrics_path.exists():
             # Lines past the checkpoint came from the run that was killed; the resumed run rewrites them.
-            kept = [ln for ln in metrics_path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= start_step]
+            lines = [ln for ln in metrics_path.read_text().splitlines() if ln.strip()]
+            kept = [ln for ln in lines if json.loads(ln)["step"] <= start_step]
         metrics_path.write_text("".join(ln + "\n" for ln in kept))
     if tracker:
         accelerator.init_trackers("logs", config=_hparams(config))
