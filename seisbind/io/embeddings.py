@@ -127,9 +127,13 @@ def read_embeddings(path: str | os.PathLike):
     import pyarrow.parquet as pq
 
     table = pq.read_table(str(path))
-    raw = table.schema.metadata or {}
-    meta = {k.decode()[len(METADATA_PREFIX):]: v.decode() for k, v in raw.items() if k.decode().startswith(METADATA_PREFIX)}
-    return table, meta
+    return table, seisbind_metadata(table.schema)
+
+
+def seisbind_metadata(schema) -> dict[str, str]:
+    """The ``seisbind.*`` entries of an Arrow schema's metadata, without the prefix."""
+    raw = schema.metadata or {}
+    return {k.decode()[len(METADATA_PREFIX):]: v.decode() for k, v in raw.items() if k.decode().startswith(METADATA_PREFIX)}
 
 
 def embedding_matrix(table) -> np.ndarray:

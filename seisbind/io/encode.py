@@ -30,7 +30,8 @@ def config_sha256(model) -> str:
     return hashlib.sha256(config_json(model).encode()).hexdigest()
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -45,7 +46,7 @@ def load_model(spec: str | os.PathLike, device: str = "cpu"):
     path = Path(spec).expanduser()
     if path.is_dir():
         model = SeisBindModel.from_pretrained(path, map_location=device)
-        weights, weights_sha = "pretrained", _file_sha256(path / WEIGHTS_NAME)
+        weights, weights_sha = "pretrained", file_sha256(path / WEIGHTS_NAME)
     else:
         from seisbind.models.factory import create_model
 

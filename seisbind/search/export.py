@@ -154,9 +154,10 @@ def read_npy_export(path: str | os.PathLike):
     import pyarrow.parquet as pq
 
     path = Path(path)
+    from seisbind.io.embeddings import seisbind_metadata
+
     table = pq.read_table(str(path.with_suffix(".metadata.parquet")))
-    raw = table.schema.metadata or {}
-    meta = {k.decode()[len("seisbind."):]: v.decode() for k, v in raw.items() if k.decode().startswith("seisbind.")}
+    meta = seisbind_metadata(table.schema)
     emb = np.load(path, mmap_mode="r")
     if emb.shape[0] != table.num_rows:
         raise ValueError(f"{path} holds {emb.shape[0]} rows but its metadata {table.num_rows}")

@@ -16,13 +16,14 @@ is refused.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from seisbind.io.encode import file_sha256
 
 KINDS = ("flat", "hnsw", "ivfpq")
 FLAT_MAX, HNSW_MAX = 50_000, 5_000_000
@@ -45,14 +46,6 @@ def factory_string(kind: str, n: int, dim: int) -> str:
         # "np": no polysemous training (a Hamming-distance filter we do not use; it costs minutes).
         return f"IVF{nlist},PQ{m}x8np"
     raise ValueError(f"unknown index kind {kind!r}; choose one of {KINDS} or 'auto'")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _as_unit_float32(x: np.ndarray, what: str, dim: int | None = None) -> np.ndarray:
@@ -154,7 +147,7 @@ class EmbeddingIndex:
         pq.write_table(self.metadata, str(tmp_meta))
         os.replace(tmp_index, out / INDEX_FILE)
         os.replace(tmp_meta, out / METADATA_FILE)
-        info = {**self.info, "metadata_sha256": _sha256(out / METADATA_FILE)}
+        info = {**self.info, "metadata_sha256": file_sha256(out / METADATA_FILE)}
         tmp_info = out / f".{INFO_FILE}.tmp"
         tmp_info.write_text(json.dumps(info, indent=2))
         os.replace(tmp_info, out / INFO_FILE)
@@ -172,7 +165,7 @@ class EmbeddingIndex:
             if not (d / name).is_file():
                 raise FileNotFoundError(f"{d} is not a complete seisbind index: {name} is missing")
         info = json.loads((d / INFO_FILE).read_text())
-        if _sha256(d / METADATA_FILE) != info.get("metadata_sha256"):
+        if file_sha256(d / METADATA_FILE) != info.get("metadata_sha256"):
             raise ValueError(f"{d / METADATA_FILE} does not match the one the index was built with (sha256 differs)")
         index = faiss.read_index(str(d / INDEX_FILE))
         metadata = pq.read_table(str(d / METADATA_FILE))
