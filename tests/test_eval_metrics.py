@@ -97,7 +97,15 @@ def test_regression_probes_r2():
     assert linear_probe_regression(x[:250], noise[:250], x[250:300], noise[250:300], x[300:], noise[300:])["r2"] < 0.1
 
 
-def test_coarse_to_fine_finds_the_grid_optimum():
-    target = 1e-3
-    wd, _ = coarse_to_fine(lambda wd: -abs(np.log10(wd) - np.log10(target)))
-    assert wd == pytest.approx(target, rel=1e-9)
+@pytest.mark.parametrize("target", [1e-6, 1e-3, 3.1622776601683795e-2, 100.0])
+def test_coarse_to_fine_finds_the_grid_optimum_in_15_fits(target):
+    calls = []
+
+    def score(wd):
+        calls.append(wd)
+        return -abs(np.log10(wd) - np.log10(target))
+
+    wd, best = coarse_to_fine(score)
+    assert wd == pytest.approx(target, rel=1e-9) and best == pytest.approx(0, abs=1e-12)
+    assert len(calls) == len(set(calls)) <= 15  # CLIP_benchmark's 7 coarse values + 4 bisection rounds
+    assert calls[:7] == sorted(calls[:7], reverse=True)  # strongest regularisation first
