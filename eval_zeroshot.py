@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     from seisbind.evaluation.evaluate import evaluate, markdown_tables, write_json
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_flush_denormal(True)  # m/s waveforms reach subnormal floats, many times slower on x86
     out = Path(args.out)
     plots_dir = Path(args.plots) if args.plots else out.with_name(out.stem + "_plots")
     try:
