@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from seisbind.search.faiss_index import EmbeddingIndex, choose_kind, factory_string
+from seisbind.search.faiss_index import IVF_TRAIN_POINTS_PER_LIST, EmbeddingIndex, choose_kind, factory_string, ivf_nlist, training_rows
 
 
 def clustered_unit_vectors(n, d=64, seed=0, clusters=50):
@@ -85,3 +85,13 @@ def test_kind_choice_by_size():
     assert [choose_kind(n) for n in (1000, 1_000_000, 10_000_000)] == ["flat", "hnsw", "ivfpq"]
     assert factory_string("ivfpq", 1_000_000, 512) == "IVF4000,PQ64x8np"
     assert factory_string("ivfpq", 10_000, 64) == "IVF400,PQ8x8np"
+
+
+def test_ivf_trains_on_a_seeded_sample_of_64_vectors_per_list():
+    x = np.arange(200_000, dtype=np.float32)[:, None] * np.ones((1, 4), np.float32)
+    assert training_rows(x, "hnsw") is x and training_rows(x[:1000], "ivfpq").shape[0] == 1000
+    sample = training_rows(x, "ivfpq")
+    assert len(sample) == IVF_TRAIN_POINTS_PER_LIST * ivf_nlist(200_000) == 64 * 1788
+    rows = sample[:, 0].astype(int)
+    assert len(np.unique(rows)) == len(rows) and np.all(np.diff(rows) > 0)  # distinct rows, in order
+    np.testing.assert_array_equal(sample, training_rows(x, "ivfpq"))  # same seed, same sample

@@ -34,13 +34,35 @@ def choose_kind(n: int) -> str:
     return "flat" if n <= FLAT_MAX else "hnsw" if n <= HNSW_MAX else "ivfpq"
 
 
+# k-means cost grows with (training points x lists): FAISS's own cap, 256 points a list, took
+# minutes at 100k vectors on 2 cores and would take over half an hour at 1M. 64 a list stays
+# above the 39 below which FAISS warns that the centroids are poorly estimated.
+IVF_TRAIN_POINTS_PER_LIST = 64
+
+
+def ivf_nlist(n: int) -> int:
+    """Inverted lists for ``n`` vectors: FAISS's rule of thumb, 4 sqrt(n)."""
+    return int(max(1, min(65536, 4 * np.sqrt(n))))
+
+
+def training_rows(x: np.ndarray, kind: str, seed: int = 0) -> np.ndarray:
+    """The vectors an IVF index is trained on: a seeded sample of 64 per list (all of them if fewer)."""
+    if kind != "ivfpq":
+        return x
+    n_train = IVF_TRAIN_POINTS_PER_LIST * ivf_nlist(len(x))
+    if n_train >= len(x):
+        return x
+    rows = np.sort(np.random.default_rng(seed).choice(len(x), n_train, replace=False))
+    return x[rows]
+
+
 def factory_string(kind: str, n: int, dim: int) -> str:
     if kind == "flat":
         return "Flat"
     if kind == "hnsw":
         return "HNSW32,Flat"
     if kind == "ivfpq":
-        nlist = int(max(1, min(65536, 4 * np.sqrt(n))))
+        nlist = ivf_nlist(n)
         # 8 dimensions per sub-quantiser (64 bytes a 512-d vector), FAISS's usual balance.
         m = next(m for m in (64, 48, 32, 24, 16, 12, 8, 4, 2, 1) if dim % m == 0 and dim // m >= 8 or m == 1)
         # "np": no polysemous training (a Hamming-distance filter we do not use; it costs minutes).
@@ -93,12 +115,12 @@ class EmbeddingIndex:
             res = faiss.StandardGpuResources()
             gpu_index = faiss.index_cpu_to_gpu(res, 0, index)
             if not gpu_index.is_trained:
-                gpu_index.train(x)
+                gpu_index.train(training_rows(x, kind))
             gpu_index.add(x)
             index = faiss.index_gpu_to_cpu(gpu_index)
         else:
             if not index.is_trained:
-                index.train(x)
+                index.train(training_rows(x, kind))
             index.add(x)
         info = {
             "kind": kind,
