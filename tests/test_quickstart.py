@@ -1,6 +1,7 @@
 """The README's main job, shrunk: every stage of `seisbind quickstart` runs and leaves its outputs."""
 
 import json
+import re
 
 from seisbind.cli import main
 
@@ -16,3 +17,5 @@ def test_quickstart_end_to_end_small(tmp_path, capsys):
     assert (out / "train" / "best-model" / "model.safetensors").is_file()
     assert (out / "index" / "index.faiss").is_file() and (out / "query.png").read_bytes()[:4] == b"\x89PNG"
     assert "| seisbind (trained) |" in printed and "| 1 |" in printed
+    rank, gallery = map(int, re.search(r"its own section ranks (\d+) of (\d+)", printed).groups())
+    assert gallery == results["geologies"]["test"] and 1 <= rank <= gallery
