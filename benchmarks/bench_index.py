@@ -1,6 +1,7 @@
 """FAISS index figures: build time, queries per second and recall@10 against exact search.
 
-    python benchmarks/bench_index.py [--sizes 100000 1000000] [--exported FILE.parquet] [--mseed-query ...]
+    python benchmarks/bench_index.py [--sizes 100000 1000000] [--ef-search 128 256] [--nprobe 64 128]
+        [--exported FILE.parquet] [--latency INDEX MODEL MSEED]
 
 Random vectors are unit-normalised Gaussian clusters at the model's 512 dimensions (uniform
 random vectors on a 512-sphere have no neighbours worth finding). ``--exported`` adds a row for
@@ -37,18 +38,32 @@ def exact_top10(x: np.ndarray, q: np.ndarray) -> np.ndarray:
     return flat.search(q, min(10, len(x)))[1]
 
 
-def measure(x: np.ndarray, q: np.ndarray, truth: np.ndarray, kind: str) -> dict:
+SEARCH_PARAM = {"hnsw": "hnsw_ef_search", "ivfpq": "ivf_nprobe"}  # the knob that trades speed for recall
+
+
+def measure(x: np.ndarray, q: np.ndarray, truth: np.ndarray, kind: str, sweep: dict[str, list[int]] | None = None) -> list[dict]:
+    """Build once, then search at the index's default setting and at each value of ``sweep[kind]``."""
     import pyarrow as pa
 
     meta = pa.table({"row": np.arange(len(x))})
     t = time.perf_counter()
     index = EmbeddingIndex.build(x, meta, "bench", kind=kind, use_gpu=False)
     build = time.perf_counter() - t
-    t = time.perf_counter()
-    _, rows = index.search(q, truth.shape[1])
-    search = time.perf_counter() - t
-    recall = float(np.mean([len(set(a) & set(b)) / truth.shape[1] for a, b in zip(rows, truth)]))
-    return {"kind": kind, "factory": index.info["factory"], "build_s": build, "qps": len(q) / search, "recall@10": recall}
+    param = SEARCH_PARAM.get(kind)
+    values = [index.info[param]] + [v for v in (sweep or {}).get(kind, []) if v != index.info[param]] if param else [None]
+    out = []
+    for value in values:
+        if param:
+            index.info[param] = value
+            index._apply_search_params()
+        t = time.perf_counter()
+        _, rows = index.search(q, truth.shape[1])
+        search = time.perf_counter() - t
+        recall = float(np.mean([len(set(a) & set(b)) / truth.shape[1] for a, b in zip(rows, truth)]))
+        setting = f"{'efSearch' if kind == 'hnsw' else 'nprobe'} {value}" if param else "exact"
+        out.append({"kind": kind, "factory": index.info["factory"], "setting": setting, "build_s": build,
+                    "qps": len(q) / search, "recall@10": recall})  # fmt: skip
+    return out
 
 
 def latency(index_dir: str, model_dir: str, mseed: str, window: float, repeats: int = 5) -> tuple[float, float]:
@@ -85,12 +100,15 @@ def main() -> None:
     p.add_argument("--exported", help="a Parquet written by `seisbind export` (sections indexed, waveforms query)")
     p.add_argument("--latency", nargs=3, metavar=("INDEX", "MODEL", "MSEED"), help="end-to-end query latency")
     p.add_argument("--window-seconds", type=float, default=8.0)
+    p.add_argument("--ef-search", type=int, nargs="*", default=[], help="more HNSW efSearch values to search with (same build)")
+    p.add_argument("--nprobe", type=int, nargs="*", default=[], help="more IVF nprobe values to search with (same build)")
     args = p.parse_args()
     import faiss
 
     print(f"machine: {cpu_model()}, faiss {faiss.__version__}, {faiss.omp_get_max_threads()} OpenMP threads, CPU only\n")
-    print("| vectors | data | kind | FAISS factory | build s | queries/s | recall@10 vs exact |")
-    print("|---|---|---|---|---|---|---|")
+    print("| vectors | data | kind | FAISS factory | search setting | build s | queries/s | recall@10 vs exact |")
+    print("|---|---|---|---|---|---|---|---|")
+    sweep = {"hnsw": args.ef_search, "ivfpq": args.nprobe}
     rng = np.random.default_rng(0)
     centres = rng.standard_normal((1000, args.dim), dtype=np.float32)
     for n in args.sizes:
@@ -98,8 +116,8 @@ def main() -> None:
         q = clustered(args.queries, args.dim, rng, centres)
         truth = exact_top10(x, q)
         for kind in args.kinds:
-            r = measure(x, q, truth, kind)
-            print(f"| {n:,} | random (clustered) | {kind} | {r['factory']} | {r['build_s']:.1f} | {r['qps']:,.0f} | {r['recall@10']:.3f} |", flush=True)
+            for r in measure(x, q, truth, kind, sweep):
+                print(f"| {n:,} | random (clustered) | {kind} | {r['factory']} | {r['setting']} | {r['build_s']:.1f} | {r['qps']:,.0f} | {r['recall@10']:.3f} |", flush=True)
         del x
     if args.exported:
         from seisbind.io.embeddings import embedding_matrix, read_embeddings
@@ -110,8 +128,8 @@ def main() -> None:
         x, q = emb[modality == "image"], emb[modality == "waveform"]
         truth = exact_top10(x, q)
         for kind in ("flat", "hnsw"):
-            r = measure(x, q, truth, kind)
-            print(f"| {len(x):,} | exported sections, waveform queries | {kind} | {r['factory']} | {r['build_s']:.2f} | {r['qps']:,.0f} | {r['recall@10']:.3f} |")
+            for r in measure(x, q, truth, kind):
+                print(f"| {len(x):,} | exported sections, waveform queries | {kind} | {r['factory']} | {r['setting']} | {r['build_s']:.2f} | {r['qps']:,.0f} | {r['recall@10']:.3f} |")
     if args.latency:
         cold, warm = latency(*args.latency, args.window_seconds)
         print(f"\nend-to-end query from miniSEED: cold {cold:.2f} s (load model + index, read, embed, search); "
