@@ -117,3 +117,15 @@ def test_index_refuses_another_models_queries(setup, capsys):
     assert main(["index", "query", "--index", str(setup / "ix5"), "--model", str(other), "--image", str(setup / "img.npy")]) == 2
     assert "another model" in capsys.readouterr().err
     assert main(["index", "query", "--index", str(setup / "ix5"), "--model", str(setup / "model"), "--image", str(setup / "img.npy"), "--k", "3"]) == 0
+
+
+def test_index_build_stores_the_search_breadth(setup, capsys):
+    import faiss
+
+    from seisbind.search.faiss_index import EmbeddingIndex
+
+    ix = setup / "ix-hnsw"
+    assert main(["index", "build", "--embeddings", str(setup / "train.parquet"), "--out", str(ix), "--kind", "hnsw", "--ef-search", "200"]) == 0
+    assert faiss.downcast_index(EmbeddingIndex.load(ix).index).hnsw.efSearch == 200  # survives save and load
+    assert main(["index", "build", "--embeddings", str(setup / "train.parquet"), "--out", str(setup / "ix-bad"), "--nprobe", "0"]) == 2
+    assert "must be at least 1; got 64 and 0" in capsys.readouterr().err
