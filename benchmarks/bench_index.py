@@ -5,7 +5,9 @@
 
 Random vectors are unit-normalised Gaussian clusters at the model's 512 dimensions (uniform
 random vectors on a 512-sphere have no neighbours worth finding). ``--exported`` adds a row for
-real exported embeddings (sections indexed, waveforms as queries). ``--latency`` measures the
+real exported embeddings (sections indexed, waveforms as queries); ``--model-sections N --model DIR``
+grows that collection with N fresh section images embedded by the same model, real embeddings at
+index scale (section images without their wave simulations are cheap). ``--latency`` measures the
 end-to-end query from a miniSEED file: cold (load model and index, read, embed, search) and warm
 (model and index already loaded).
 """
@@ -66,6 +68,44 @@ def measure(x: np.ndarray, q: np.ndarray, truth: np.ndarray, kind: str, sweep: d
     return out
 
 
+def _section_batch(args: tuple[dict, int, int]) -> np.ndarray:
+    """Section images of geologies ``start..stop`` (no wave simulation: images alone are cheap)."""
+    from seisbind.data.generate import geology_rng
+    from seisbind.data.geology import random_geology
+    from seisbind.data.scenarios import get_scenario
+    from seisbind.data.section import section_image
+
+    config, start, stop = args
+    cfg = get_scenario("quake").make_config(**config)
+    out = []
+    for gid in range(start, stop):
+        rng = geology_rng(1, gid)  # seed 1: not the quickstart's geologies (seed 0)
+        geology = random_geology(rng, cfg.prior())
+        noise = float(rng.uniform(*cfg.image_noise))
+        out.append(section_image(geology, cfg.image_height, cfg.image_width, cfg.image_wavelength_px, noise, rng))
+    return np.stack(out)
+
+
+def model_sections(model_dir: str, data_config: str, n: int, workers: int = 2, batch: int = 1000) -> np.ndarray:
+    """``n`` real image embeddings at scale: fresh quake sections embedded by the trained image tower."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    import torch
+    import yaml
+    from tqdm.auto import tqdm
+
+    from seisbind.io.encode import load_model
+
+    model, _ = load_model(model_dir)
+    config = yaml.safe_load(open(data_config))
+    out = np.empty((n, model.config.embed_dim), np.float32)
+    jobs = [(config, a, min(a + batch, n)) for a in range(0, n, batch)]
+    with ProcessPoolExecutor(workers) as pool, torch.no_grad():
+        for (_, a, b), images in tqdm(zip(jobs, pool.map(_section_batch, jobs)), total=len(jobs), desc="sections"):
+            out[a:b] = model.encode_image(torch.from_numpy(images)[:, None]).numpy()
+    return out
+
+
 def latency(index_dir: str, model_dir: str, mseed: str, window: float, repeats: int = 5) -> tuple[float, float]:
     from seisbind.search.index_cli import query
 
@@ -93,11 +133,15 @@ def latency(index_dir: str, model_dir: str, mseed: str, window: float, repeats: 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    p.add_argument("--sizes", type=int, nargs="*", default=[100_000, 1_000_000], help="random-vector collection sizes (none: skip)")
     p.add_argument("--kinds", nargs="+", default=["flat", "hnsw", "ivfpq"])
     p.add_argument("--dim", type=int, default=512)
     p.add_argument("--queries", type=int, default=1000)
     p.add_argument("--exported", help="a Parquet written by `seisbind export` (sections indexed, waveforms query)")
+    p.add_argument("--model-sections", type=int, default=0, metavar="N",
+                   help="with --exported and --model: add N fresh sections embedded by the model to the exported ones")
+    p.add_argument("--model", help="the model that wrote --exported (for --model-sections)")
+    p.add_argument("--data-config", default="configs/data/quake-quickstart.yaml", help="geology config for --model-sections")
     p.add_argument("--latency", nargs=3, metavar=("INDEX", "MODEL", "MSEED"), help="end-to-end query latency")
     p.add_argument("--window-seconds", type=float, default=8.0)
     p.add_argument("--ef-search", type=int, nargs="*", default=[], help="more HNSW efSearch values to search with (same build)")
@@ -126,10 +170,18 @@ def main() -> None:
         emb = embedding_matrix(table)
         modality = np.asarray(table.column("modality").to_pylist())
         x, q = emb[modality == "image"], emb[modality == "waveform"]
+        label = "exported sections, waveform queries"
+        kinds = ("flat", "hnsw")
+        if args.model_sections:
+            if not args.model:
+                raise SystemExit("--model-sections needs --model (the model that wrote --exported)")
+            x = np.concatenate([x, model_sections(args.model, args.data_config, args.model_sections)])
+            label = f"exported sections + {args.model_sections:,} more by the same model, waveform queries"
+            kinds = tuple(args.kinds)
         truth = exact_top10(x, q)
-        for kind in ("flat", "hnsw"):
-            for r in measure(x, q, truth, kind):
-                print(f"| {len(x):,} | exported sections, waveform queries | {kind} | {r['factory']} | {r['setting']} | {r['build_s']:.2f} | {r['qps']:,.0f} | {r['recall@10']:.3f} |")
+        for kind in kinds:
+            for r in measure(x, q, truth, kind, sweep):
+                print(f"| {len(x):,} | {label} | {kind} | {r['factory']} | {r['setting']} | {r['build_s']:.2f} | {r['qps']:,.0f} | {r['recall@10']:.3f} |", flush=True)
     if args.latency:
         cold, warm = latency(*args.latency, args.window_seconds)
         print(f"\nend-to-end query from miniSEED: cold {cold:.2f} s (load model + index, read, embed, search); "
