@@ -129,3 +129,28 @@ def test_index_build_stores_the_search_breadth(setup, capsys):
     assert faiss.downcast_index(EmbeddingIndex.load(ix).index).hnsw.efSearch == 200  # survives save and load
     assert main(["index", "build", "--embeddings", str(setup / "train.parquet"), "--out", str(setup / "ix-bad"), "--nprobe", "0"]) == 2
     assert "must be at least 1; got 64 and 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("suffix", ["parquet", "npy"])
+def test_interrupted_export_leaves_nothing_and_reruns_without_duplicates(setup, monkeypatch, suffix):
+    import seisbind.search.export as export_module
+
+    real = export_module.iter_embeddings
+
+    def interrupted(*args, **kwargs):
+        batches = real(*args, **kwargs)
+        yield next(batches)  # one batch is written, then the run dies
+        raise KeyboardInterrupt
+
+    folder = setup / f"interrupted-{suffix}"
+    out = folder / f"train.{suffix}"
+    cmd = ["export", "--model", str(setup / "model"), "--data", str(setup / "data"), "--split", "train", "--out", str(out), "--no-progress"]
+    monkeypatch.setattr(export_module, "iter_embeddings", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        main(cmd)
+    assert not out.exists() and list(folder.iterdir()) == []  # no half file, no temporary left behind
+    monkeypatch.setattr(export_module, "iter_embeddings", real)
+    assert main(cmd) == 0
+    ids = read_embeddings(out)[0].column("id").to_pylist() if suffix == "parquet" else read_npy_export(out)[1].column("id").to_pylist()
+    expected = read_embeddings(setup / "train.parquet")[0].column("id").to_pylist()
+    assert ids == expected and len(set(ids)) == len(ids)
