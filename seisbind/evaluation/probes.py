@@ -1,8 +1,8 @@
 """Probes on frozen embeddings: linear (CLIP_benchmark protocol) and kNN (AstroCLIP protocol).
 
 Linear probe: the regularisation is chosen on the validation split by CLIP_benchmark's
-coarse-then-fine search over the weight-decay grid ``logspace(-6, 2, 97)`` (7 decades apart, then a
-bisection of spans 8, 4, 2, 1: 15 fits), then the probe is refit on train + validation and scored
+coarse-then-fine search over the weight-decay grid ``logspace(-6, 2, 97)`` (7 values 16 grid steps
+apart, then a bisection of spans 8, 4, 2, 1: 15 fits), then the probe is refit on train + validation and scored
 on test. scikit-learn's ``C`` is the inverse of the summed-loss
 penalty, so a weight decay ``wd`` on the mean loss is ``C = 1 / (wd * n_train)``; ridge's
 ``alpha`` is ``wd * n_train`` likewise.

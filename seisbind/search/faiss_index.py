@@ -35,7 +35,7 @@ def choose_kind(n: int) -> str:
 
 
 # k-means cost grows with (training points x lists): FAISS's own cap, 256 points a list, took
-# minutes at 100k vectors on 2 cores and would take over half an hour at 1M. 64 a list stays
+# 66 s at 100k vectors on one core here, and would take over half an hour at 1M. 64 a list stays
 # above the 39 below which FAISS warns that the centroids are poorly estimated.
 IVF_TRAIN_POINTS_PER_LIST = 64
 
