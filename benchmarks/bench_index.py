@@ -40,7 +40,8 @@ def exact_top10(x: np.ndarray, q: np.ndarray) -> np.ndarray:
     return flat.search(q, min(10, len(x)))[1]
 
 
-SEARCH_PARAM = {"hnsw": "hnsw_ef_search", "ivfpq": "ivf_nprobe"}  # the knob that trades speed for recall
+# the knob that trades speed for recall: (EmbeddingIndex.info key, FAISS's name for it)
+SEARCH_PARAM = {"hnsw": ("hnsw_ef_search", "efSearch"), "ivfpq": ("ivf_nprobe", "nprobe")}
 
 
 def measure(x: np.ndarray, q: np.ndarray, truth: np.ndarray, kind: str, sweep: dict[str, list[int]] | None = None) -> list[dict]:
@@ -51,18 +52,20 @@ def measure(x: np.ndarray, q: np.ndarray, truth: np.ndarray, kind: str, sweep: d
     t = time.perf_counter()
     index = EmbeddingIndex.build(x, meta, "bench", kind=kind, use_gpu=False)
     build = time.perf_counter() - t
-    param = SEARCH_PARAM.get(kind)
-    values = [index.info[param]] + [v for v in (sweep or {}).get(kind, []) if v != index.info[param]] if param else [None]
+    key, name = SEARCH_PARAM.get(kind, (None, None))
+    values = [None]  # exact search has no knob
+    if key:
+        values = [index.info[key]] + [v for v in (sweep or {}).get(kind, []) if v != index.info[key]]
     out = []
     for value in values:
-        if param:
-            index.info[param] = value
+        if key:
+            index.info[key] = value
             index._apply_search_params()
         t = time.perf_counter()
         _, rows = index.search(q, truth.shape[1])
         search = time.perf_counter() - t
         recall = float(np.mean([len(set(a) & set(b)) / truth.shape[1] for a, b in zip(rows, truth)]))
-        setting = f"{'efSearch' if kind == 'hnsw' else 'nprobe'} {value}" if param else "exact"
+        setting = f"{name} {value}" if key else "exact"
         out.append({"kind": kind, "factory": index.info["factory"], "setting": setting, "build_s": build,
                     "qps": len(q) / search, "recall@10": recall})  # fmt: skip
     return out
@@ -71,19 +74,13 @@ def measure(x: np.ndarray, q: np.ndarray, truth: np.ndarray, kind: str, sweep: d
 def _section_batch(args: tuple[dict, int, int]) -> np.ndarray:
     """Section images of geologies ``start..stop`` (no wave simulation: images alone are cheap)."""
     from seisbind.data.generate import geology_rng
-    from seisbind.data.geology import random_geology
     from seisbind.data.scenarios import get_scenario
-    from seisbind.data.section import section_image
 
     config, start, stop = args
-    cfg = get_scenario("quake").make_config(**config)
-    out = []
-    for gid in range(start, stop):
-        rng = geology_rng(1, gid)  # seed 1: not the quickstart's geologies (seed 0)
-        geology = random_geology(rng, cfg.prior())
-        noise = float(rng.uniform(*cfg.image_noise))
-        out.append(section_image(geology, cfg.image_height, cfg.image_width, cfg.image_wavelength_px, noise, rng))
-    return np.stack(out)
+    quake = get_scenario("quake")
+    cfg = quake.make_config(**config)
+    # seed 1: not the quickstart's geologies (seed 0)
+    return np.stack([quake.draw_section(cfg, geology_rng(1, gid))[2] for gid in range(start, stop)])
 
 
 def model_sections(model_dir: str, data_config: str, n: int, workers: int = 2, batch: int = 1000) -> np.ndarray:

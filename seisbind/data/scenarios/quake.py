@@ -154,11 +154,16 @@ class QuakeScenario(Scenario):
             }
         )
 
-    def make_sample(self, cfg: QuakeConfig, geology_id: int, rng: np.random.Generator) -> Sample:
+    def draw_section(self, cfg: QuakeConfig, rng: np.random.Generator):
+        """A random geology, its image noise level and its section image: a sample without waveforms."""
         geology = random_geology(rng, cfg.prior())
-        labels = geology_labels(geology)
         noise = float(rng.uniform(*cfg.image_noise))
         image = section_image(geology, cfg.image_height, cfg.image_width, cfg.image_wavelength_px, noise, rng)
+        return geology, noise, image
+
+    def make_sample(self, cfg: QuakeConfig, geology_id: int, rng: np.random.Generator) -> Sample:
+        geology, noise, image = self.draw_section(cfg, rng)
+        labels = geology_labels(geology)
 
         nz, nx = cfg.grid_shape
         vp, vs, rho = geology.rasterize(nz, nx)
