@@ -112,7 +112,8 @@ def test_default_quake_setup_stays_stable_for_the_whole_window():
     from seisbind.data.geology import random_geology
     from seisbind.data.scenarios import get_scenario
 
-    cfg = get_scenario("quake").make_config()
+    # The four families the default drew from then: the same family choice, the same ground.
+    cfg = get_scenario("quake").make_config(families=("flat", "folded", "faulted", "intrusion"))
     geology = random_geology(geology_rng(0, 2), cfg.prior())
     assert geology.body is not None and geology.body.kind == "salt"
     vp, vs, rho = geology.rasterize(*cfg.grid_shape)
@@ -123,3 +124,33 @@ def test_default_quake_setup_stays_stable_for_the_whole_window():
     ).waveforms[0]  # fmt: skip
     early, late = np.abs(w[..., :1500]).max(), np.abs(w[..., 2500:]).max()
     assert late < 0.01 * early
+
+
+@pytest.mark.parametrize("family", ["unconformity", "graben", "channel", "composite"])
+def test_quake_samples_of_the_history_families_simulate_and_fit_the_schema(family):
+    import datasets
+
+    from seisbind.data.generate import geology_rng
+    from seisbind.data.scenarios import get_scenario
+
+    sc = get_scenario("quake")
+    # A small section (600 m x 300 m at 10 m) and a 2 s window: a fraction of a second each.
+    cfg = sc.make_config(
+        width_m=600.0, depth_m=300.0, grid_spacing=10.0, image_height=32, image_width=32, n_stations=4,
+        station_margin_m=50.0, sources_per_geology=2, source_depth_m=(60.0, 240.0), wavelet_freq=3.0,
+        window_seconds=2.0, n_layers=(2, 4), families=(family,),
+    )  # fmt: skip
+    sc.validate(cfg)
+    for gid in range(2):
+        row = sc.make_sample(cfg, gid, geology_rng(0, gid)).row
+        assert row["family"] == family
+        w = row["waveforms"].astype(np.float32) * row["waveform_scale"][..., None, None]
+        assert np.isfinite(w).all() and np.abs(w).max() > 0
+        assert np.all(row["waveforms"][:, :, 2] == 0)  # P-SV: nothing out of plane
+        for grid in ("vp", "vs", "rho"):
+            assert np.isfinite(row[grid].astype(np.float32)).all()
+        assert row["caption"].startswith(f"{row['n_layers']} ")
+        # The row has exactly the schema's columns and types (the split is added by the generator).
+        features = sc.features(cfg)
+        assert set(row) | {"split"} == set(features)
+        datasets.Dataset.from_list([{**row, "split": "train"}], features=features)

@@ -33,9 +33,14 @@ def depth_to_vs(geology: Geology, x: float, threshold: float = 760.0) -> float:
 
 
 def geology_labels(geology: Geology) -> dict:
-    """Scalar labels of a geology, read at the middle of the section where site-specific."""
+    """Scalar labels of a geology, read at the middle of the section where site-specific.
+
+    With several faults (``graben``, ``composite``) the fault labels are those of the fault with
+    the largest throw; with several bodies, ``body_kind`` is the oldest body's.
+    """
     mid = geology.width_m / 2
-    fault = geology.fault
+    fault = geology.main_fault
+    bodies = geology.bodies
     return {
         "family": geology.family,
         "n_layers": geology.n_layers,
@@ -43,7 +48,7 @@ def geology_labels(geology: Geology) -> dict:
         "fault_kind": fault.kind if fault else "none",
         "fault_dip_deg": float(fault.dip_deg) if fault else 0.0,
         "fault_throw_m": float(fault.throw_m) if fault else 0.0,
-        "body_kind": geology.body.kind if geology.body else "none",
+        "body_kind": bodies[0].kind if bodies else "none",
         "heterogeneity_std": float(geology.field.std) if geology.field else 0.0,
         "vs30": vs30(geology, mid),
         "depth_vs760_m": depth_to_vs(geology, mid, 760.0),
@@ -52,6 +57,9 @@ def geology_labels(geology: Geology) -> dict:
 
 def caption(labels: dict) -> str:
     """One line of text describing a pair, for text-side experiments and for people."""
+    body = {"salt": "a salt diapir", "igneous": "an igneous intrusion", "channel": "buried channels"}.get(
+        labels["body_kind"], "an intrusive body"
+    )
     family = {
         "flat": "flat layers",
         "folded": "folded layers",
@@ -59,7 +67,13 @@ def caption(labels: dict) -> str:
         "intrusion": {"salt": "layers pierced by a salt diapir", "igneous": "layers cut by an igneous intrusion"}.get(
             labels["body_kind"], "layers with an intrusive body"
         ),
-    }[labels["family"]]
+        "unconformity": "layers with an angular unconformity, tilted layers under flat cover",
+        "graben": "layers cut by normal faults into a graben or horst",
+        "channel": "layers cut by buried channel fills",
+        "composite": "layers shaped by a random geological history"
+        + (f", cut by a {labels['fault_kind']} fault" if labels["fault_present"] else "")
+        + (f", with {body}" if labels["body_kind"] != "none" else ""),
+    }.get(labels["family"], f"{labels['family']} layers")
     text = f"{labels['n_layers']} {family}"
     if labels["fault_present"]:
         text += f" (dip {labels['fault_dip_deg']:.0f} deg, throw {labels['fault_throw_m']:.0f} m)"

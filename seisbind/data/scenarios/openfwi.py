@@ -20,7 +20,10 @@ from seisbind.data.geology import GeologyPrior, random_geology
 from seisbind.data.scenarios.base import COMMON_FEATURES, Sample, Scenario, require_positive, require_range
 from seisbind.data.validation import check_courant, check_points_per_wavelength
 
-OPENFWI_FAMILIES = ("flat", "folded", "faulted")
+OPENFWI_RECEIVER_SPACING_M = 10.0  # OpenFWI's 70 receivers, one per 10 m cell
+# The geology families without intrusions (their fixed rock, salt and igneous, is outside OpenFWI's
+# velocity range); a composite history may still intrude a body, clipped to the range.
+OPENFWI_FAMILIES = ("flat", "folded", "faulted", "unconformity", "graben", "channel", "composite")
 
 
 @dataclasses.dataclass
@@ -52,6 +55,7 @@ def _features(size: int, n_receivers: int, n_sources: int, n_samples: int) -> da
             "image": datasets.Array2D((size, size), "float32"),
             "waveforms": datasets.Array4D((1, n_receivers, n_sources, n_samples), "float32"),
             "waveform_scale": datasets.Array2D((1, n_receivers), "float32"),
+            "station_x_m": datasets.Sequence(f32, length=n_receivers),
             "n_layers": datasets.Value("int32"),
             "fault_present": datasets.Value("bool"),
             "fault_dip_deg": f32,
@@ -60,9 +64,15 @@ def _features(size: int, n_receivers: int, n_sources: int, n_samples: int) -> da
     )
 
 
-def openfwi_row(velocity: np.ndarray, gathers: np.ndarray, geology_id: int, labels: dict, sample_rate: float) -> dict:
-    """One stored row from an OpenFWI pair: velocity (70, 70) and gathers (5, 1000, 70)."""
+def openfwi_row(velocity: np.ndarray, gathers: np.ndarray, geology_id: int, labels: dict, sample_rate: float,
+                station_x_m: np.ndarray | None = None) -> dict:
+    """One stored row from an OpenFWI pair: velocity (70, 70) and gathers (5, 1000, 70).
+
+    ``station_x_m``: the receivers' positions; default OpenFWI's, one every 10 m from 0.
+    """
     n_src, _, n_rec = gathers.shape
+    if station_x_m is None:
+        station_x_m = np.arange(n_rec) * OPENFWI_RECEIVER_SPACING_M
     return {
         "geology_id": geology_id,
         "scenario": "openfwi",
@@ -73,6 +83,7 @@ def openfwi_row(velocity: np.ndarray, gathers: np.ndarray, geology_id: int, labe
         "image": np.asarray(velocity, np.float32),
         "waveforms": np.ascontiguousarray(gathers.transpose(2, 0, 1)[None], dtype=np.float32),
         "waveform_scale": np.ones((1, n_rec), np.float32),
+        "station_x_m": np.asarray(station_x_m, np.float32),
         "n_layers": labels.get("n_layers", -1),
         "fault_present": labels.get("fault_present", False),
         "fault_dip_deg": labels.get("fault_dip_deg", 0.0),
@@ -112,16 +123,19 @@ class OpenFWIScenario(Scenario):
             families=cfg.families,
         )
         geology = random_geology(rng, prior)
-        # OpenFWI's maps are acoustic with velocity increasing with depth, layer by layer.
+        # OpenFWI's maps are acoustic with velocity increasing with depth, layer by layer. Layers
+        # are numbered youngest first, so tilted and eroded families may invert the order in
+        # places (as real basins do). Channel fills follow their host layer; a compaction trend
+        # or an intruded body may leave the range, so the map is clipped to it.
         geology.vp = np.sort(rng.uniform(*cfg.velocity, geology.n_layers))
-        velocity = geology.rasterize(cfg.size, cfg.size)[0]
+        velocity = np.clip(geology.rasterize(cfg.size, cfg.size)[0], *cfg.velocity)
         src_idx = np.round(np.linspace(0, cfg.size - 1, cfg.n_sources)).astype(int)
         rec_idx = np.round(np.linspace(0, cfg.size - 1, cfg.n_receivers)).astype(int)
         gathers, seconds = simulate_shot_gathers(
             velocity, cfg.grid_spacing, src_idx, rec_idx, cfg.source_depth_idx, cfg.wavelet_freq, cfg.dt,
             cfg.n_samples, pml_width=cfg.pml_width, accuracy=cfg.accuracy, courant_number=cfg.courant_number,
         )  # fmt: skip
-        fault = geology.fault
+        fault = geology.main_fault
         labels = {
             "family": geology.family,
             "n_layers": geology.n_layers,
@@ -130,11 +144,21 @@ class OpenFWIScenario(Scenario):
             "fault_throw_m": float(fault.throw_m) if fault else 0.0,
         }
         labels["caption"] = caption_openfwi(labels)
-        return Sample(row=openfwi_row(velocity, gathers, geology_id, labels, 1.0 / cfg.dt), solver_seconds=seconds)
+        row = openfwi_row(velocity, gathers, geology_id, labels, 1.0 / cfg.dt, rec_idx * cfg.grid_spacing)
+        return Sample(row=row, solver_seconds=seconds)
+
+
+_OPENFWI_LAYERS = {
+    "unconformity": "layers with an angular unconformity",
+    "graben": "layers in a graben or horst",
+    "channel": "layers with buried channels",
+    "composite": "layers with a random geological history",
+}
 
 
 def caption_openfwi(labels: dict) -> str:
-    text = f"velocity map, {labels['n_layers']} {labels['family']} layers"
+    layers = _OPENFWI_LAYERS.get(labels["family"], f"{labels['family']} layers")
+    text = f"velocity map, {labels['n_layers']} {layers}"
     if labels["fault_present"]:
         text += f" cut by a fault (dip {labels['fault_dip_deg']:.0f} deg, throw {labels['fault_throw_m']:.0f} m)"
     return text
