@@ -21,6 +21,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plots", help="folder for the plots (default: beside --out, <out stem>_plots)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--baseline-steps", type=int, default=200, help="training steps of the spectrogram baseline (0 skips it)")
+    parser.add_argument("--gather-cnn-seconds", type=float, default=None,
+                        help="wall time (s) of the gather CNN baseline's training; give the main model's training "
+                             "time for a comparison at equal compute (0 skips it; default: --gather-cnn-steps)")
+    parser.add_argument("--gather-cnn-steps", type=int, default=300,
+                        help="training steps of the gather CNN baseline when no --gather-cnn-seconds is given "
+                             "(0 skips it)")
     parser.add_argument("--image-checkpoint", help="SFM .pth for the 'before training' image tower (default: random init)")
     parser.add_argument("--waveform-checkpoint", help="SeisLM .ckpt for the 'before training' waveform tower")
     parser.add_argument("--seed", type=int, default=0)
@@ -38,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         results = evaluate(
             args.model, args.data, args.split, plots_dir=plots_dir, batch_size=args.batch_size,
-            baseline_steps=args.baseline_steps, image_checkpoint=args.image_checkpoint,
+            baseline_steps=args.baseline_steps, gather_cnn_seconds=args.gather_cnn_seconds,
+            gather_cnn_steps=args.gather_cnn_steps, image_checkpoint=args.image_checkpoint,
             waveform_checkpoint=args.waveform_checkpoint, seed=args.seed, progress=not args.no_progress,
         )  # fmt: skip
     except (ValueError, FileNotFoundError) as err:

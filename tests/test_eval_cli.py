@@ -44,7 +44,7 @@ def test_eval_cli_writes_json_tables_and_plots(tmp_path):
     out = tmp_path / "results.json"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "eval_zeroshot.py"), "--model", str(model_dir), "--data", str(data),
-         "--split", "test", "--out", str(out), "--baseline-steps", "2", "--no-progress"],
+         "--split", "test", "--out", str(out), "--baseline-steps", "2", "--gather-cnn-steps", "2", "--no-progress"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -52,8 +52,10 @@ def test_eval_cli_writes_json_tables_and_plots(tmp_path):
     n_test = results["geologies"]["test"]
     n_wave = n_test * TINY_QUAKE["sources_per_geology"]
     assert results["waveforms_per_geology"] == TINY_QUAKE["sources_per_geology"]
-    expected = {"seisbind (trained)", "seisbind (before training)", "random", "CCA on PCA of raw data", "spectrogram image tower"}
+    expected = {"seisbind (trained)", "seisbind (before training)", "random", "CCA on PCA of raw data", "spectrogram image tower",
+                "gather CNN"}  # fmt: skip
     assert set(results["retrieval"]) == expected
+    assert results["gather_cnn"]["steps"] == 2 and results["gather_cnn"]["budget"]["steps"] == 2
     for r in results["retrieval"].values():
         w2i, i2w = r["waveform_to_image"], r["image_to_waveform"]
         assert w2i["gallery_size"] == n_test and w2i["queries"] == n_wave
@@ -68,7 +70,8 @@ def test_eval_cli_writes_json_tables_and_plots(tmp_path):
     assert set(results["zero_shot"]["trained"]) == {"family", "fault_present"}
     for plot in results["plots"]:
         assert Path(plot).read_bytes()[:4] == b"\x89PNG"
-    assert "| seisbind (trained) |" in proc.stdout  # the markdown table
+    assert "| seisbind (trained) |" in proc.stdout and "| gather CNN |" in proc.stdout  # the markdown table
+    assert "gather CNN: budget 2 steps; trained 2 steps" in proc.stdout
 
 
 def test_eval_cli_refuses_a_missing_model(tmp_path):

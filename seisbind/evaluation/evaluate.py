@@ -2,7 +2,8 @@
 
 Does binding section images and waveforms in one space help, and by how much? Everything below
 runs on the same splits in the same run: retrieval for the trained model, the same model before
-contrastive training, and three baselines; zero-shot classification; linear and kNN probes on
+contrastive training, and four baselines (random, CCA, a spectrogram image tower, the gather CNN);
+zero-shot classification; linear and kNN probes on
 frozen features of each tower before and after training and of both concatenated.
 """
 
@@ -19,12 +20,37 @@ import torch
 from seisbind.data.dataset import load_paired
 from seisbind.evaluation import baselines, plots
 from seisbind.evaluation.embed import SplitEmbeddings, embed_split
+from seisbind.evaluation.gather_cnn import GatherCNNBaseline
 from seisbind.evaluation.metrics import classification_report, recall_curve, retrieval_report
 from seisbind.evaluation.probes import knn_probe, linear_probe_classification, linear_probe_regression
 from seisbind.evaluation.zeroshot import class_prototypes, zero_shot_predict
 
 CLASS_LABELS = ("family", "fault_present")
 REGRESSION_LABELS = ("vs30", "depth_vs760_m", "source_depth_m")
+# The gather CNN's budget when no wall time is given. The model folder (save_pretrained +
+# training.json: step and metrics) does not record the main model's training wall time, so the
+# default is this step budget; callers that know the wall time (the quickstart,
+# benchmarks/bench_retrieval.py) pass it as gather_cnn_seconds.
+GATHER_CNN_STEPS = 300
+GATHER_CNN = "gather CNN"
+
+
+def gather_cnn_budget(seconds: float | None, steps: int) -> dict | None:
+    """The gather CNN's budget: ``{"max_seconds": s}`` if ``seconds`` is given, else
+    ``{"steps": n}``; ``None`` (skip it) for 0 seconds or, without seconds, 0 steps."""
+    if seconds is not None:
+        if seconds < 0:
+            raise ValueError(f"gather_cnn_seconds must be >= 0 (0 skips the gather CNN); got {seconds}")
+        return {"max_seconds": float(seconds)} if seconds > 0 else None
+    if steps < 0:
+        raise ValueError(f"gather_cnn_steps must be >= 0 (0 skips the gather CNN); got {steps}")
+    return {"steps": int(steps)} if steps > 0 else None
+
+
+def describe_budget(budget: dict) -> str:
+    if budget.get("max_seconds") is not None:
+        return f"{budget['max_seconds']:.0f} s of wall time"
+    return f"{budget['steps']} steps"
 
 
 def retrieval_both_ways(similarity_w2i: np.ndarray, positives: np.ndarray) -> dict:
@@ -80,16 +106,25 @@ def evaluate(
     plots_dir: str | os.PathLike | None = None,
     batch_size: int = 8,
     baseline_steps: int = 200,
+    gather_cnn_seconds: float | None = None,
+    gather_cnn_steps: int = GATHER_CNN_STEPS,
     image_checkpoint: str | None = None,
     waveform_checkpoint: str | None = None,
     seed: int = 0,
     progress: bool = True,
 ) -> dict:
-    """Every evaluation of the model in ``model_dir`` on ``split`` of ``data_dir``, as a dict."""
+    """Every evaluation of the model in ``model_dir`` on ``split`` of ``data_dir``, as a dict.
+
+    ``baseline_steps`` trains the spectrogram baseline (0 skips it). The gather CNN trains for
+    ``gather_cnn_seconds`` of wall time if given (pass the main model's training time, for a
+    comparison at equal compute), else for ``gather_cnn_steps``; 0 skips it. Its budget and what
+    it spent are under ``results["gather_cnn"]``.
+    """
     from seisbind.models.joint import SeisBindModel
 
     if split == "train":
         raise ValueError("evaluate on validation or test: the probes and baselines are fitted on train")
+    gather_budget = gather_cnn_budget(gather_cnn_seconds, gather_cnn_steps)
     start = time.perf_counter()
     model = SeisBindModel.from_pretrained(model_dir)
     torch.manual_seed(seed)
@@ -122,6 +157,13 @@ def evaluate(
         spectro.fit(data["train"])
         spectro_sim = spectro.similarity(data[split])
         retrieval["spectrogram image tower"] = retrieval_both_ways(spectro_sim, positives)
+    gather_sim, gather_info = None, None
+    if gather_budget is not None:
+        gather = GatherCNNBaseline(**gather_budget, seed=seed)
+        gather.fit(data["train"])
+        gather_sim = gather.similarity(data[split])
+        retrieval[GATHER_CNN] = retrieval_both_ways(gather_sim, positives)
+        gather_info = gather.fit_info
 
     results = {
         "model": str(model_dir),
@@ -139,6 +181,7 @@ def evaluate(
             "both towers concatenated, trained": run_probes(after_emb, "concat", split),
         },
         "baseline_steps": baseline_steps,
+        "gather_cnn": gather_info,  # budget, steps done, seconds, pairs/s; None when skipped
     }
     if plots_dir is not None:
         pdir = Path(plots_dir)
@@ -148,6 +191,8 @@ def evaluate(
                   "CCA on PCA of raw data": recall_curve(cca_sim, positives)}  # fmt: skip
         if spectro_sim is not None:
             curves["spectrogram image tower"] = recall_curve(spectro_sim, positives)
+        if gather_sim is not None:
+            curves[GATHER_CNN] = recall_curve(gather_sim, positives)
         results["plots"] = [
             str(plots.recall_curves(curves, pdir / "recall_at_k.png", f"waveform -> image, gallery {positives.shape[1]}")),
             str(plots.similarity_heatmap(test.waveform @ test.image.T, test.waveform_geology, pdir / "similarity.png")),
@@ -172,6 +217,11 @@ def markdown_tables(results: dict) -> str:
             f"| {name} | {w['recall@1']:.3f} | {w['recall@5']:.3f} | {w['recall@10']:.3f} | {w['median_rank']:.1f} | "
             f"{i['recall@1']:.3f} | {i['mAP']:.3f} | {w['gallery_size']} |"
         )
+    gather = results.get("gather_cnn")
+    if gather:
+        lines += ["", f"{GATHER_CNN}: budget {describe_budget(gather['budget'])}; trained {gather['steps']} steps "
+                  f"of {gather['batch_size']} pairs in {gather['seconds']:.1f} s ({gather['pairs_per_s']:.1f} pairs/s, "
+                  f"{gather['threads']} torch threads)"]
     lines += ["", "| zero-shot from image prototypes | family acc1 | family mean recall | fault acc1 | fault mean recall |", "|---|---|---|---|---|"]
     for name, z in results["zero_shot"].items():
         f, t = z["family"], z["fault_present"]

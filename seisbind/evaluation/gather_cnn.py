@@ -1,0 +1,289 @@
+"""The "gather CNN" baseline (issue 12): two small CNNs, sections vs whole multi-station records.
+
+A record of one source, ``(stations, channels, time)`` in m/s, is read as one image whose colour
+planes are the components and whose two axes are stations and time (a shot gather; stored as
+``(channels, stations, time)`` so that time, the long axis, is contiguous in memory), so the CNN
+sees the moveout across stations that a per-trace model has to reassemble. Its preprocessing
+keeps the relative amplitude of the stations and components:
+
+1. the whole record is divided by ONE number, its peak ``max |x|`` (not per trace, not per
+   channel), so every station keeps its amplitude relative to the others (a dead channel, E in
+   the 2-D quake records, stays zero), and the m/s scale (~1e-9 for quake) is gone;
+2. ``sign(x) * log1p(|x| / eps) / log1p(1 / eps)`` with ``eps = COMPRESSION_EPS = 0.01`` (of the
+   peak): a log compression of the dynamic range onto [-1, 1], so a station 100x weaker than the
+   strongest still spans ~15 % of the range instead of 1 %, while the order of amplitudes stays.
+
+The section, ``(1, H, W)``, is standardised per image (mean 0, std 1, as SFM does). Each tower is
+four conv blocks (Conv2d, GroupNorm, GELU, strided: the waveform tower downsamples time 64x and
+stations 8x, the image tower 16x each way), a global average pool and a linear map to the
+embedding, L2-normalised; about 0.35 M parameters each. GroupNorm rather than BatchNorm: no
+running statistics, so a short budget gives the same network in training and in evaluation.
+The two are trained together from scratch with open_clip's ClipLoss and a learnable CLIP logit
+scale, AdamW, on random batches of train geologies (one random source of each), for a budget of
+steps or of wall time (``fit_info`` records what was spent). Stations, channels, time length and
+image size are read from the data; a dataset needs one station count and one time length.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+COMPRESSION_EPS = 1e-2  # eps of the log compression, as a fraction of the record's peak
+PEAK_FLOOR = 1e-30  # an all-zero record stays zero instead of dividing by zero
+IMAGE_EPS = 1e-6
+EMBED_DIM = 128
+# Waveform tower: (out channels, kernel (stations, time), stride (stations, time)) per block. The
+# first block decimates time 8x at full station resolution: the simulated records are sampled
+# well above their band (quake: 2.4 Hz wavelet at 100 Hz; openfwi: 15 Hz at 1 kHz), and the
+# first block's output size sets most of the cost. Measured on 70 x 5 x 1000 records, waveform
+# tower alone, batches of 32, one thread of the 2-core dev machine: 34 pairs/s with this first
+# block, 14 with a 4x time stride and 32 channels.
+WAVE_BLOCKS = ((24, (3, 9), (1, 8)), (64, (3, 5), (2, 4)), (128, (3, 3), (2, 2)), (192, (3, 3), (2, 1)))
+# Image tower: (out channels, kernel, stride) per block.
+IMAGE_BLOCKS = ((32, (3, 3), (2, 2)), (64, (3, 3), (2, 2)), (128, (3, 3), (2, 2)), (192, (3, 3), (2, 2)))
+
+
+def record_scale(records: torch.Tensor) -> torch.Tensor:
+    """The one number each record is divided by: its peak |x| over stations, channels and time.
+
+    ``records`` is (..., stations, channels, time); the result has shape (..., 1, 1, 1)."""
+    return records.abs().amax(dim=(-3, -2, -1), keepdim=True).clamp_min(PEAK_FLOOR)
+
+
+def compress(x: torch.Tensor, eps: float = COMPRESSION_EPS) -> torch.Tensor:
+    """``sign(x) log1p(|x| / eps) / log1p(1 / eps)``: [-1, 1] to [-1, 1], small values lifted."""
+    return torch.sign(x) * torch.log1p(x.abs() / eps) / math.log1p(1.0 / eps)
+
+
+@torch.no_grad()
+def preprocess_records(records: torch.Tensor, eps: float = COMPRESSION_EPS) -> torch.Tensor:
+    """(B, stations, channels, time) records in any unit -> (B, channels, stations, time) CNN input.
+
+    One scale per record (its peak), then the log compression (see the module doc): scaling the
+    whole record changes nothing, scaling one station relative to the others does. Written as a
+    few in-place passes over one copy (the caller's tensor is never modified): on 70 x 5 x 1000
+    records the plain expression cost as much as the waveform CNN's forward pass."""
+    x = records.transpose(1, 2).to(torch.float32).clone(memory_format=torch.contiguous_format)
+    lo, hi = torch.aminmax(x.flatten(1), dim=1)
+    peak = torch.maximum(-lo, hi).clamp_min(PEAK_FLOOR)
+    x.mul_((1.0 / (peak * eps)).view(-1, 1, 1, 1))  # peak -> 1 / eps
+    y = x.abs().log1p_()
+    return y.copysign_(x).mul_(1.0 / math.log1p(1.0 / eps))
+
+
+def preprocess_images(images: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) or (B, H, W) sections, standardised per image."""
+    x = images.float()
+    if x.ndim == 3:
+        x = x[:, None]
+    dims = tuple(range(1, x.ndim))
+    mean = x.mean(dim=dims, keepdim=True)
+    std = x.std(dim=dims, keepdim=True, unbiased=False)
+    return (x - mean) / (std + IMAGE_EPS)
+
+
+def _groups(channels: int) -> int:
+    return math.gcd(8, channels)
+
+
+class ConvEncoder(nn.Module):
+    """Conv blocks (Conv2d, GroupNorm, GELU), global average pool, linear, L2 normalisation."""
+
+    def __init__(self, in_channels: int, blocks, embed_dim: int = EMBED_DIM) -> None:
+        super().__init__()
+        layers, c = [], in_channels
+        for out, kernel, stride in blocks:
+            pad = tuple(k // 2 for k in kernel)
+            layers += [nn.Conv2d(c, out, kernel, stride, pad, bias=False), nn.GroupNorm(_groups(out), out), nn.GELU()]
+            c = out
+        self.trunk = nn.Sequential(*layers)
+        self.head = nn.Linear(c, embed_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.trunk(x).mean(dim=(-2, -1))
+        return F.normalize(self.head(features), dim=-1)
+
+
+class WaveformCNN(ConvEncoder):
+    """A record (B, stations, channels, time) -> (B, embed_dim) unit embedding."""
+
+    def __init__(self, channels: int, embed_dim: int = EMBED_DIM, eps: float = COMPRESSION_EPS) -> None:
+        super().__init__(channels, WAVE_BLOCKS, embed_dim)
+        self.channels, self.eps = channels, eps
+
+    def forward(self, records: torch.Tensor) -> torch.Tensor:
+        if records.ndim != 4 or records.shape[2] != self.channels:
+            raise ValueError(f"expected records (batch, stations, {self.channels} channels, time); "
+                             f"got shape {tuple(records.shape)}")
+        return super().forward(preprocess_records(records, self.eps))
+
+
+class ImageCNN(ConvEncoder):
+    """Sections (B, 1, H, W) -> (B, embed_dim) unit embeddings."""
+
+    def __init__(self, embed_dim: int = EMBED_DIM) -> None:
+        super().__init__(1, IMAGE_BLOCKS, embed_dim)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return super().forward(preprocess_images(images))
+
+
+def parameter_count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+class _Rows:
+    """Row access to a split as stored: images (H, W) and records in m/s, as NumPy, fast.
+
+    Takes a ``datasets.Dataset`` (as ``load_paired`` returns it, decoded or not, or one built in
+    memory with columns ``image``, ``waveforms`` (sources, stations, channels, time) and optionally
+    ``waveform_scale`` (sources, stations), the per-trace scale of the stored waveforms). Reading
+    through NumPy skips ``load_paired``'s per-row Python-list decoding, which costs more than a
+    training step here."""
+
+    def __init__(self, dataset) -> None:
+        cols = [c for c in ("image", "waveforms", "waveform_scale") if c in dataset.column_names]
+        if "image" not in cols or "waveforms" not in cols:
+            raise ValueError(f"the gather CNN needs columns image and waveforms; got {dataset.column_names}")
+        self.rows = dataset.select_columns(cols).with_format("numpy")
+        self.scaled = "waveform_scale" in cols
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def get(self, index) -> tuple[np.ndarray, np.ndarray]:
+        """Images (B, H, W) and records (B, sources, stations, channels, time) float32 of rows ``index``."""
+        batch = self.rows[index]
+        images = np.asarray(batch["image"], np.float32)
+        waves = np.asarray(batch["waveforms"], np.float32)
+        if self.scaled:
+            waves = waves * np.asarray(batch["waveform_scale"], np.float32)[..., None, None]
+        return images, waves
+
+
+class GatherCNNBaseline:
+    """Sections vs multi-station records, two small CNNs trained with open_clip's ClipLoss.
+
+    ``steps`` and ``max_seconds`` are the training budget: ``fit`` stops at whichever comes first
+    (``steps`` alone, the default 300 if neither is given, makes the run deterministic for a seed;
+    a wall-time budget is checked after each step, so it overruns by at most one step). The
+    learning rate warms up linearly over ``warmup_steps`` and stays constant after (a wall-time
+    budget has no known end for a decay). The towers are built on the first ``fit`` (channel count
+    from the data), on ``device`` (the CPU by default; give the main model's device for a
+    comparison at equal wall time)."""
+
+    def __init__(self, steps: int | None = None, max_seconds: float | None = None, batch_size: int = 32,
+                 lr: float = 1e-3, weight_decay: float = 0.05, warmup_steps: int = 20,
+                 embed_dim: int = EMBED_DIM, eps: float = COMPRESSION_EPS, init_logit_scale: float = 1 / 0.07,
+                 max_logit_scale: float = 100.0, seed: int = 0, device: str | torch.device = "cpu") -> None:
+        if steps is None and max_seconds is None:
+            steps = 300
+        if steps is not None and steps < 1:
+            raise ValueError(f"steps must be at least 1; got {steps}")
+        if max_seconds is not None and not max_seconds > 0:
+            raise ValueError(f"max_seconds must be positive; got {max_seconds}")
+        self.steps, self.max_seconds = steps, max_seconds
+        self.batch_size, self.lr, self.weight_decay, self.warmup_steps = batch_size, lr, weight_decay, warmup_steps
+        self.embed_dim, self.eps, self.seed, self.device = embed_dim, eps, seed, torch.device(device)
+        self.init_logit_scale, self.max_logit_scale = init_logit_scale, max_logit_scale
+        self.waveform_cnn: WaveformCNN | None = None
+        self.image_cnn: ImageCNN | None = None
+        self.logit_scale = None
+        self.fit_info: dict = {}
+
+    def build(self, channels: int) -> None:
+        from seisbind.models.heads import LogitScale
+
+        torch.manual_seed(self.seed)
+        self.waveform_cnn = WaveformCNN(channels, self.embed_dim, self.eps).to(self.device)
+        self.image_cnn = ImageCNN(self.embed_dim).to(self.device)
+        self.logit_scale = LogitScale(self.init_logit_scale, self.max_logit_scale).to(self.device)
+
+    def parameter_counts(self) -> dict[str, int]:
+        return {"waveform": parameter_count(self.waveform_cnn), "image": parameter_count(self.image_cnn)}
+
+    def budget(self) -> dict:
+        return {"steps": self.steps, "max_seconds": self.max_seconds}
+
+    def fit(self, train) -> list[float]:
+        """Train on ``train`` (a split: see :class:`_Rows`) within the budget; returns the step losses."""
+        from seisbind.models.losses import build_loss
+
+        start = time.perf_counter()
+        rows = _Rows(train)
+        if len(rows) < 2:
+            raise ValueError(f"the gather CNN needs at least 2 train geologies; got {len(rows)}")
+        _, first = rows.get([0])
+        self.build(int(first.shape[-2]))
+        loss_fn = build_loss("clip")
+        params = [*self.waveform_cnn.parameters(), *self.image_cnn.parameters()]
+        decay = [p for p in params if p.ndim >= 2]  # no decay on norms, biases, the logit scale
+        no_decay = [p for p in params if p.ndim < 2] + list(self.logit_scale.parameters())
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.weight_decay},
+                                 {"params": no_decay, "weight_decay": 0.0}], lr=self.lr)
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, 12]))
+        batch = min(self.batch_size, len(rows))
+        self.waveform_cnn.train()
+        self.image_cnn.train()
+        losses, step, train_seconds = [], 0, 0.0
+        while True:
+            t = time.perf_counter()
+            idx = np.sort(rng.choice(len(rows), size=batch, replace=False))
+            images, waves = rows.get(idx.tolist())
+            sources = rng.integers(waves.shape[1], size=batch)  # a random source of each geology
+            records = torch.from_numpy(np.ascontiguousarray(waves[np.arange(batch), sources])).to(self.device)
+            images = torch.from_numpy(images).to(self.device)
+            for group in opt.param_groups:
+                group["lr"] = self.lr * min(1.0, (step + 1) / max(1, self.warmup_steps))
+            loss = loss_fn(self.image_cnn(images), self.waveform_cnn(records), self.logit_scale())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            self.logit_scale.clamp_()
+            losses.append(float(loss.detach()))
+            step += 1
+            train_seconds += time.perf_counter() - t
+            if not math.isfinite(losses[-1]):
+                raise RuntimeError(f"gather CNN training diverged: loss {losses[-1]} at step {step}")
+            if self.steps is not None and step >= self.steps:
+                break
+            if self.max_seconds is not None and time.perf_counter() - start >= self.max_seconds:
+                break
+        seconds = time.perf_counter() - start
+        self.fit_info = {
+            "steps": step, "seconds": seconds, "train_seconds": train_seconds, "batch_size": batch,
+            "pairs_per_s": step * batch / train_seconds if train_seconds > 0 else float("nan"),
+            "budget": self.budget(), "final_loss": losses[-1], "logit_scale": float(self.logit_scale().detach()),
+            "parameters": self.parameter_counts(), "threads": torch.get_num_threads(), "device": str(self.device),
+        }  # fmt: skip
+        return losses
+
+    @torch.no_grad()
+    def embed(self, dataset, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+        """(images (geologies, dim), waveforms (geologies * sources, dim)): for each geology row,
+        each source, in ``embed_split``'s order."""
+        if self.waveform_cnn is None:
+            raise RuntimeError("fit the gather CNN before embedding")
+        self.waveform_cnn.eval()
+        self.image_cnn.eval()
+        rows = _Rows(dataset)
+        img, wav = [], []
+        for s in range(0, len(rows), batch_size):
+            images, waves = rows.get(list(range(s, min(s + batch_size, len(rows)))))
+            img.append(self.image_cnn(torch.from_numpy(images).to(self.device)).cpu().numpy())
+            records = torch.from_numpy(np.ascontiguousarray(waves.reshape(-1, *waves.shape[2:])))
+            for part in torch.split(records, batch_size):
+                wav.append(self.waveform_cnn(part.to(self.device)).cpu().numpy())
+        return np.concatenate(img), np.concatenate(wav)
+
+    def similarity(self, test, batch_size: int = 16) -> np.ndarray:
+        """(test waveforms: geologies * sources, test images) cosine similarity, rows in
+        ``SplitEmbeddings`` order, so ``retrieval_both_ways(sim, positives)`` applies."""
+        img, wav = self.embed(test, batch_size)
+        return wav @ img.T

@@ -1,0 +1,172 @@
+"""The gather CNN baseline: it learns a separable pairing, keeps relative amplitudes, keeps its budget."""
+
+import datasets
+import numpy as np
+import pytest
+import torch
+
+from seisbind.evaluation.evaluate import gather_cnn_budget, retrieval_both_ways
+from seisbind.evaluation.gather_cnn import (
+    GatherCNNBaseline,
+    ImageCNN,
+    WaveformCNN,
+    compress,
+    parameter_count,
+    preprocess_records,
+    record_scale,
+)
+
+
+def separable_split(n, seed, stations=8, channels=3, samples=128, side=32, sources=2):
+    """``n`` geologies whose record is a clear function of the section: a dipping interface at
+    depth ``d`` and dip ``a`` in the image; in the record a pulse arriving at each station at a time
+    set by the interface under it (Z and N; E dead, as in 2-D), with a source-dependent amplitude
+    across the stations, a random overall gain around 1e-9 (m/s) and 2 % noise."""
+    rng = np.random.default_rng(seed)
+    depth, dip = rng.uniform(0.2, 0.8, n), rng.uniform(-0.3, 0.3, n)
+    yy, xx = np.mgrid[0:side, 0:side] / side
+    boundary = depth[:, None, None] + dip[:, None, None] * (xx[None] - 0.5)
+    images = np.where(yy[None] > boundary, 2.0, 1.0) + 0.05 * rng.standard_normal((n, side, side))
+    x, t = np.linspace(0, 1, stations), np.arange(samples)
+    waves = np.zeros((n, sources, stations, channels, samples))
+    for g in range(n):
+        arrival = samples * (0.1 + 0.7 * (depth[g] + dip[g] * (x - 0.5)))
+        for s in range(sources):
+            u = (t[None] - arrival[:, None]) / 3.0
+            pulse = (1 - 2 * u**2) * np.exp(-(u**2)) / (1 + 3 * np.abs(x - rng.uniform())[:, None])
+            gain = 1e-9 * 10 ** rng.uniform(-1, 1)
+            waves[g, s, :, 0], waves[g, s, :, 1] = gain * pulse, -0.5 * gain * pulse
+            waves[g, s, :, :2] += 0.02 * gain * rng.standard_normal((stations, 2, samples))
+    features = datasets.Features({
+        "geology_id": datasets.Value("int64"),
+        "image": datasets.Array2D((side, side), "float32"),
+        "waveforms": datasets.Array4D((sources, stations, channels, samples), "float32"),
+        "waveform_scale": datasets.Array2D((sources, stations), "float32"),
+    })  # fmt: skip
+    return datasets.Dataset.from_dict({
+        "geology_id": list(range(n)), "image": images.astype(np.float32), "waveforms": waves.astype(np.float32),
+        "waveform_scale": np.ones((n, sources, stations), np.float32),
+    }, features=features)  # fmt: skip
+
+
+def positives(n_geologies, sources):
+    return np.repeat(np.arange(n_geologies), sources)[:, None] == np.arange(n_geologies)[None, :]
+
+
+def test_learns_a_separable_pairing_far_above_chance_on_held_out_geologies():
+    train, test = separable_split(64, seed=0), separable_split(24, seed=1)
+    baseline = GatherCNNBaseline(steps=50, seed=0)
+    losses = baseline.fit(train)
+    sim = baseline.similarity(test)
+    assert sim.shape == (24 * 2, 24)
+    r = retrieval_both_ways(sim, positives(24, 2))
+    w2i, i2w = r["waveform_to_image"], r["image_to_waveform"]
+    # chance recall@1 is 1/24 = 0.042 over 48 queries: 12 or more hits by luck has probability < 1e-5
+    assert w2i["recall@1"] >= 0.25 and i2w["recall@1"] >= 0.25, r
+    assert w2i["median_rank"] <= 3, r
+    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
+    info = baseline.fit_info
+    assert info["steps"] == 50 and info["budget"] == {"steps": 50, "max_seconds": None}
+    assert info["pairs_per_s"] > 0 and info["seconds"] >= info["train_seconds"] > 0
+
+
+def test_a_step_budget_is_deterministic_for_a_seed():
+    train, test = separable_split(12, seed=0), separable_split(4, seed=1)
+    runs = []
+    for seed in (0, 0, 1):
+        baseline = GatherCNNBaseline(steps=3, batch_size=8, seed=seed)
+        runs.append((baseline.fit(train), baseline.similarity(test)))
+    assert runs[0][0] == runs[1][0]
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+    assert not np.allclose(runs[0][1], runs[2][1])
+
+
+def test_a_wall_time_budget_stops_within_a_step_of_it():
+    train = separable_split(16, seed=0)
+    baseline = GatherCNNBaseline(max_seconds=1.5, batch_size=8)
+    baseline.fit(train)
+    info = baseline.fit_info
+    assert info["budget"] == {"steps": None, "max_seconds": 1.5}
+    per_step = info["train_seconds"] / info["steps"]
+    assert info["steps"] > 1
+    assert 1.5 <= info["seconds"] <= 1.5 + 2 * per_step + 0.5, info  # checked after each step
+
+
+def test_preprocessing_keeps_relative_amplitude_and_drops_absolute_scale():
+    rng = np.random.default_rng(0)
+    record = torch.as_tensor(rng.standard_normal((2, 6, 3, 40)) * 1e-9, dtype=torch.float32)
+    record[:, :, 2] = 0  # a dead channel
+    x = preprocess_records(record)
+    assert x.shape == (2, 3, 6, 40) and x.abs().max() <= 1.0 + 1e-6  # (B, channels, stations, time)
+    assert torch.all(x[:, 2] == 0)  # the dead channel stays zero
+    np.testing.assert_allclose(preprocess_records(record * 7.3e6), x, atol=1e-5)  # one scale for the record
+    louder = record.clone()
+    louder[:, 1] *= 3.0  # one station 3x louder than the others
+    changed = preprocess_records(louder)
+    assert not torch.allclose(changed, x, atol=1e-3)
+    assert changed[:, :, 1].abs().mean() > x[:, :, 1].abs().mean()  # ...reads louder relative to the rest
+    # the fast in-place form is the documented expression, and never touches its input
+    before = record.clone()
+    reference = compress(record / record_scale(record)).transpose(1, 2)
+    np.testing.assert_allclose(preprocess_records(record), reference, atol=1e-6)
+    assert torch.equal(record, before)
+    # the waveform CNN sees the same: a record scaled as a whole embeds the same, a station scaled alone does not
+    torch.manual_seed(0)
+    cnn = WaveformCNN(3).eval()
+    with torch.no_grad():
+        e, e_scaled, e_louder = cnn(record), cnn(record * 1e3), cnn(louder)
+    np.testing.assert_allclose(e, e_scaled, atol=1e-5)
+    assert (e - e_louder).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("stations, channels, samples, side", [(16, 3, 601, 64), (70, 5, 1000, 70)])
+def test_towers_take_both_scenarios_shapes(stations, channels, samples, side):
+    torch.manual_seed(0)
+    wave, image = WaveformCNN(channels).eval(), ImageCNN().eval()
+    with torch.no_grad():
+        w = wave(torch.randn(2, stations, channels, samples) * 1e-9)
+        i = image(torch.randn(2, 1, side, side))
+    assert w.shape == i.shape == (2, 128)
+    np.testing.assert_allclose(w.norm(dim=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(i.norm(dim=1), 1.0, atol=1e-5)
+    assert 0.2e6 < parameter_count(wave) < 0.5e6 and 0.2e6 < parameter_count(image) < 0.5e6
+    with pytest.raises(ValueError, match="channels"):
+        wave(torch.randn(2, stations, channels + 1, samples))
+
+
+def test_similarity_rows_are_each_geology_then_each_source_as_embed_split():
+    train, test = separable_split(8, seed=0), separable_split(5, seed=1, sources=3)
+    baseline = GatherCNNBaseline(steps=1, batch_size=4)
+    baseline.fit(train)
+    image, waveform = baseline.embed(test, batch_size=2)  # batches that split the rows
+    assert image.shape[0] == 5 and waveform.shape[0] == 5 * 3
+    rows = test.with_format("torch")
+    with torch.no_grad():
+        for g in range(5):
+            direct_image = baseline.image_cnn(rows[g]["image"][None, None]).numpy()
+            np.testing.assert_allclose(image[g : g + 1], direct_image, atol=1e-5)
+            direct = baseline.waveform_cnn(rows[g]["waveforms"]).numpy()  # its 3 sources
+            np.testing.assert_allclose(waveform[3 * g : 3 * g + 3], direct, atol=1e-5)
+    np.testing.assert_allclose(baseline.similarity(test), waveform @ image.T, atol=1e-6)
+
+
+def test_fits_a_generated_openfwi_split(tmp_path):
+    from seisbind.data.dataset import load_paired
+    from seisbind.data.generate import generate
+
+    config = {"n_samples": 200, "size": 30, "n_receivers": 30}  # 1 source, 30 stations, 5 shots as channels
+    generate(tmp_path / "d", "openfwi", 12, config=config, workers=1, progress=False)
+    train, test = load_paired(tmp_path / "d", "train"), load_paired(tmp_path / "d", "test")
+    baseline = GatherCNNBaseline(steps=2, batch_size=4)
+    baseline.fit(train)
+    assert baseline.waveform_cnn.channels == 5
+    sim = baseline.similarity(test)
+    assert sim.shape == (len(test), len(test)) and np.all(np.abs(sim) <= 1 + 1e-5)
+
+
+def test_evaluate_budget_choice():
+    assert gather_cnn_budget(None, 300) == {"steps": 300}
+    assert gather_cnn_budget(12.5, 300) == {"max_seconds": 12.5}  # a wall time wins over steps
+    assert gather_cnn_budget(0, 300) is None and gather_cnn_budget(None, 0) is None  # 0 skips it
+    with pytest.raises(ValueError):
+        gather_cnn_budget(-1, 300)
