@@ -1,4 +1,4 @@
-"""``seisbind embed-waveforms``: ObsPy-readable files or a local SeisBench dataset, embedded into Parquet."""
+"""``seisbind embed-waveforms``: waveform files (miniSEED, SAC, ...) or a local SeisBench dataset, embedded into Parquet."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import sys
 from pathlib import Path
 
 from seisbind.io.components import MISSING_MODES
-from seisbind.io.obspy_streams import GAP_MODES, GROUP_MODES
+from seisbind.io.obspy_streams import GAP_MODES, GROUP_MODES, WAVEFORM_FORMATS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--mseed", nargs="+", metavar="FILE",
-                        help="miniSEED or any file ObsPy reads (SAC, SEED, ...); folders are searched recursively")
+                        help="miniSEED, SAC or another format of --format, detected per file; folders are searched recursively")
     source.add_argument("--seisbench", metavar="DIR", help="a SeisBench dataset folder on local disk (never downloaded)")
     p.add_argument("--model", required=True,
                    help="a folder written by save_pretrained, or an architecture name such as tiny (random weights)")
@@ -28,7 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--group", choices=GROUP_MODES, default="station",
                    help="one embedding per station window, or per time window over all stations of a file")
     p.add_argument("--inventory", metavar="STATIONXML", help="orientations to rotate Z12 channels to ZNE")
-    p.add_argument("--format", help="ObsPy format name, if ObsPy cannot guess it (e.g. MSEED, SAC)")
+    p.add_argument("--format", type=str.upper, choices=tuple(WAVEFORM_FORMATS), metavar="FORMAT",
+                   help="read every file as this format (any case; also unpacks gzip/zip/tar files of it): "
+                        f"{', '.join(WAVEFORM_FORMATS)}; default: detected per file among these")
     p.add_argument("--limit", type=int, help="SeisBench: embed only the first N traces")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")

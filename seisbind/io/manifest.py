@@ -12,8 +12,8 @@ column                      meaning
 ``image_row``,              SEG-Y: the patch's first row and column in that section (0-based; the
 ``image_col``               ``patch_row``/``patch_col`` that ``seisbind embed-images`` writes)
 ``image_index``             ``.npy`` holding a stack (N, H, W): which image
-``waveform_path``           a file ObsPy reads (miniSEED, SAC, ...) or a ``.npy`` array
-                            (3, T), (stations, 3, T) or (1, stations, 3, T)
+``waveform_path``           a waveform file (miniSEED, SAC, ...: ``obspy_streams.WAVEFORM_FORMATS``,
+                            detected) or a ``.npy`` array (3, T), (stations, 3, T) or (1, stations, 3, T)
 ``waveform_start``          ObsPy files: the window's start time (ISO 8601; default: the record's
                             start); ``.npy``: seconds from the first sample (default 0)
 ``waveform_sampling_rate``  ``.npy``: its rate in Hz (default: the dataset's rate)

@@ -1,4 +1,8 @@
-"""ObsPy streams (or any file ObsPy reads) as (stations, 3, T) windows at the model's sample rate.
+"""ObsPy streams (or waveform files ObsPy reads) as (stations, 3, T) windows at the model's sample rate.
+
+Files are read by :func:`read_stream` only, in the formats of :data:`WAVEFORM_FORMATS` (miniSEED,
+SAC, GSE2, SEISAN, SEG-Y, ...), detected by those formats' own checks: never by ObsPy's format
+guessing, whose PICKLE check unpickles a crafted file and so runs code from it.
 
 The path from a ``Stream`` to what the waveform tower takes:
 
@@ -29,6 +33,7 @@ normalises each channel by its standard deviation, so units do not change an emb
 from __future__ import annotations
 
 import dataclasses
+import glob
 import math
 import os
 from collections import defaultdict
@@ -101,6 +106,55 @@ class WaveformItem:
     meta: dict
 
 
+# Waveform formats read_stream reads, in the order their checks run when no format is given (ObsPy's
+# own order, restricted to these). Each is ObsPy's ``isFormat`` function for it, imported directly:
+# ObsPy's auto-detection would also try PICKLE, whose check unpickles the file (code execution).
+WAVEFORM_FORMATS: dict[str, str] = {
+    "MSEED": "obspy.io.mseed.core:_is_mseed",
+    "SAC": "obspy.io.sac.core:_is_sac",
+    "GSE2": "obspy.io.gse2.core:_is_gse2",
+    "SEISAN": "obspy.io.seisan.core:_is_seisan",
+    "SACXY": "obspy.io.sac.core:_is_sac_xy",
+    "Q": "obspy.io.sh.core:_is_q",
+    "SH_ASC": "obspy.io.sh.core:_is_asc",
+    "SEGY": "obspy.io.segy.core:_is_segy",
+    "SU": "obspy.io.segy.core:_is_su",
+    "SEG2": "obspy.io.seg2.seg2:_is_seg2",
+    "AH": "obspy.io.ah.core:_is_ah",
+    "KNET": "obspy.io.nied.knet:_is_knet_ascii",
+}
+_ALLOWED = ", ".join(WAVEFORM_FORMATS)
+
+
+def check_waveform_format(format: str | None) -> str | None:
+    """``format`` in upper case if :func:`read_stream` reads it (``None`` stays ``None``), else :class:`InputError`."""
+    if format is None:
+        return None
+    name = str(format).strip().upper()
+    if name not in WAVEFORM_FORMATS:
+        why = " (ObsPy's PICKLE format runs code from the file)" if name == "PICKLE" else ""
+        raise InputError(f"waveform format {format!r} is not read{why}; allowed: {_ALLOWED}")
+    return name
+
+
+def detect_waveform_format(path: str | os.PathLike) -> str | None:
+    """The first format of :data:`WAVEFORM_FORMATS` whose own check accepts the file, else ``None``.
+
+    Only the listed formats' checks run (never ObsPy's detection loop, which includes PICKLE); a check
+    that raises counts as "not this format".
+    """
+    import importlib
+
+    for name, target in WAVEFORM_FORMATS.items():
+        module, function = target.split(":")
+        try:
+            if getattr(importlib.import_module(module), function)(str(path)):
+                return name
+        except Exception:  # format checks raise anything on files of other formats
+            continue
+    return None
+
+
 def read_stream(
     path: str | os.PathLike,
     format: str | None = None,
@@ -108,18 +162,41 @@ def read_stream(
     starttime=None,
     endtime=None,
 ):
-    """Read a waveform file with ObsPy; a file it cannot read raises :class:`InputError` naming it."""
+    """Read a waveform file with ObsPy; a file it cannot read raises :class:`InputError` naming it.
+
+    This is the only way seisbind reads waveform files. ``format`` must be one of
+    :data:`WAVEFORM_FORMATS` (any case); without it the format is detected by those formats' own
+    checks (:func:`detect_waveform_format`) and the file is read as exactly that format: ObsPy's
+    auto-detection, which unpickles files that look like pickled streams, never runs. Compressed
+    files (gzip, bzip2, zip, tar) are only unpacked when ``format`` names what they hold.
+    """
     text = str(path)
     if "://" in text:
         raise InputError(f"{text}: URLs are not read (nothing is downloaded at run time); download the file first")
+    try:
+        name = check_waveform_format(format)
+    except InputError as err:
+        raise InputError(f"{text}: {err}") from None
     if not Path(text).is_file():
         raise InputError(f"{text}: no such file")
     import obspy
 
+    if name is None:
+        name = detect_waveform_format(text)
+        if name is None:
+            raise InputError(
+                f"{text}: ObsPy cannot read it as a waveform format seisbind accepts ({_ALLOWED}); "
+                "give the format if it is one of them (e.g. a compressed file)"
+            )
+        unpack = False  # read exactly the bytes that were checked
+    else:
+        unpack = True  # ObsPy's transparent decompression; every member is read as ``name``
     try:
-        stream = obspy.read(text, format=format, headonly=headonly, starttime=starttime, endtime=endtime)
+        # glob.escape: ObsPy globs file names; "[" or "*" in a real name must not match other files.
+        stream = obspy.read(glob.escape(text), format=name, headonly=headonly, starttime=starttime, endtime=endtime,
+                            check_compression=unpack)  # fmt: skip
     except Exception as err:  # ObsPy's format readers raise anything from TypeError to their own classes
-        raise InputError(f"{text}: ObsPy cannot read it ({describe(err)})") from err
+        raise InputError(f"{text}: ObsPy cannot read it as {name} ({describe(err)})") from err
     if len(stream) == 0:
         raise InputError(f"{text}: no traces" + (" in the requested time window" if starttime or endtime else ""))
     return stream
