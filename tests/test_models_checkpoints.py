@@ -262,3 +262,28 @@ def test_named_harmless_classes_can_be_skipped_instead_of_refused(tmp_path, tiny
         tiny.load_tower_checkpoint("waveform", path)
     report = tiny.load_tower_checkpoint("waveform", path, extra_inert_globals=["pathlib.PurePosixPath"])
     assert "encoder.layer_norm.weight" in report.loaded
+
+
+def test_a_conv_stem_keeps_its_own_weights_and_loads_the_rest_of_sfm(tmp_path):
+    model = create_model("tiny", image={"img_size": 224, "stem": "conv"}).eval()
+    stem_before = {k: v.clone() for k, v in model.trunks["image"].patch_embed.state_dict().items()}
+    weights = write_sfm_checkpoint(tmp_path / "sfm.pth", width=64, depth=2, img_size=224)
+    report = model.load_tower_checkpoint("image", tmp_path / "sfm.pth")
+    trunk = model.trunks["image"]
+    assert torch.equal(trunk.blocks[0].attn.qkv.weight, weights["blocks.0.attn.qkv.weight"])
+    assert torch.equal(trunk.pos_embed, weights["pos_embed"])
+    assert {"patch_embed.proj.weight", "patch_embed.proj.bias"} <= set(report.dropped)
+    for key, value in trunk.patch_embed.state_dict().items():
+        assert torch.equal(value, stem_before[key]), key
+    # Four stride-2 convolutions make the same 14 x 14 token grid as SFM's 16 x 16 patches.
+    assert trunk.patch_embed.grid_size == (14, 14)
+    assert model.encode_image(torch.randn(2, 1, 224, 224)).shape == (2, 512)
+
+
+def test_a_conv_stem_for_patches_that_are_not_a_power_of_two():
+    model = create_model("tiny", image={"img_size": 70, "patch_size": 10, "stem": "conv"}).eval()
+    stem = model.trunks["image"].patch_embed.proj
+    strides = [m.stride[0] for m in stem if isinstance(m, torch.nn.Conv2d)]
+    assert strides == [2, 5]  # one halving, then the remaining factor 5
+    tokens = model.trunks["image"](torch.randn(1, 1, 70, 70))
+    assert tokens.shape == (1, 1 + 49, 64)

@@ -16,6 +16,13 @@ def tiny():
     return create_model("tiny").eval()
 
 
+@pytest.fixture(scope="module")
+def tiny_station_pool():
+    """The first waveform tower (per-station time average, attention pool over an unordered set)."""
+    torch.manual_seed(0)
+    return create_model("tiny", waveform={"head": "station_pool"}).eval()
+
+
 def _wave(batch=2, stations=1, channels=3, samples=300, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(batch, stations, channels, samples, generator=g)
@@ -49,7 +56,8 @@ def test_masked_stations_do_not_change_the_embedding(tiny):
     assert torch.allclose(plain, masked, atol=1e-6)
 
 
-def test_station_order_does_not_matter_and_items_are_independent(tiny):
+def test_station_order_does_not_matter_and_items_are_independent(tiny_station_pool):
+    tiny = tiny_station_pool
     x = _wave(batch=2, stations=4, seed=3)
     mask = torch.tensor([[1, 1, 1, 0], [1, 0, 1, 1]], dtype=torch.bool)
     perm = torch.tensor([2, 0, 3, 1])
@@ -61,8 +69,9 @@ def test_station_order_does_not_matter_and_items_are_independent(tiny):
     assert torch.allclose(a[1], alone[0], atol=1e-6)
 
 
-def test_station_attention_respects_a_trained_query(tiny):
+def test_station_attention_respects_a_trained_query(tiny_station_pool):
     """With a non-zero query the pooling weighs stations unequally, yet still ignores absent ones."""
+    tiny = tiny_station_pool
     head = tiny.heads["waveform"].pool
     saved = head.query.detach().clone()
     try:

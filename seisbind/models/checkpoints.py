@@ -272,6 +272,12 @@ def import_sfm_checkpoint(
         else:
             ckpt[key] = value
     model_sd = trunk.state_dict()
+    if not isinstance(getattr(trunk.patch_embed, "proj", None), nn.Conv2d):
+        # A convolutional stem has no counterpart in SFM: it keeps its own weights, the rest loads.
+        for key in [k for k in ckpt if k.startswith("patch_embed.")]:
+            del ckpt[key]
+            report.dropped.append(key)
+        ckpt.update({k: v for k, v in model_sd.items() if k.startswith("patch_embed.")})
     _check_keys(model_sd, ckpt, "image trunk", path)
 
     pos, want = ckpt["pos_embed"], model_sd["pos_embed"]

@@ -15,6 +15,9 @@ from typing import Any
 from seisbind.modalities import ModalityType
 
 LOSS_TYPES = ("clip", "siglip")
+IMAGE_STEMS = ("patch", "conv")
+WAVEFORM_HEADS = ("array", "station_pool")
+WAVEFORM_COMPRESSIONS = ("none", "log1p")
 
 
 def _from_dict(cls, data: dict[str, Any], section: str):
@@ -53,8 +56,15 @@ class ImageTowerConfig:
     mlp_ratio: float = 4.0
     dynamic_img_size: bool = False
     drop_path_rate: float = 0.0
+    # "patch": SFM's one-convolution patch embedding (an SFM checkpoint loads all of it). "conv": a
+    # stack of stride-2 3x3 convolutions of the same total stride (Xiao et al. 2021, "Early
+    # convolutions help transformers see better"): trained from a few thousand sections it learns
+    # far faster than a 16x16 linear patch; an SFM checkpoint then loads every weight but the stem.
+    stem: str = "patch"
 
     def __post_init__(self) -> None:
+        if self.stem not in IMAGE_STEMS:
+            raise ValueError(f"image tower config: stem must be one of {IMAGE_STEMS}; got {self.stem!r}")
         if isinstance(self.img_size, (list, tuple)):
             if len(self.img_size) != 2:
                 raise ValueError(f"image config: img_size must be an int or [height, width]; got {self.img_size!r}")
@@ -113,9 +123,37 @@ class WaveformTowerConfig:
     feat_proj_dropout: float = 0.0
     layerdrop: float = 0.0
     mask_time_prob: float = 0.0
+    # How the per-station frame tokens become one embedding (see heads.py). "array": stations meet
+    # in factorised space-time attention over time tokens, with each station's position and
+    # relative amplitude as features. "station_pool": the first tower's per-station time average
+    # and attention pool over an unordered set (kept so tables can show the difference).
+    # A saved config without this key is a station_pool model.
+    head: str = "station_pool"
+    # After per-channel normalisation, "log1p" maps x to sign(x) log1p(|x| / 0.01): arrivals a
+    # hundred times weaker than the trace's RMS (reflections, conversions: what the section shows)
+    # reach the trunk at a visible level instead of drowning under the direct waves. SeisLM was
+    # pretrained on linear traces: keep "none" to start from its checkpoint unchanged.
+    compress: str = "none"
+    array_width: int = 0  # token width of the array blocks; 0: hidden_size
+    array_depth: int = 2  # (station attention, time attention) block pairs
+    array_heads: int = 4
+    array_time_pool: int = 2  # trunk frames averaged into one time token
+    # Where stations sit when a record carries no coordinates: a line in the given order, this far
+    # apart (m). OpenFWI's receivers are 10 m apart; the quake scenario's 16 stations ~120 m.
+    station_spacing_m: float = 100.0
 
     def __post_init__(self) -> None:
         sec = "waveform tower"
+        if self.compress not in WAVEFORM_COMPRESSIONS:
+            raise ValueError(f"{sec} config: compress must be one of {WAVEFORM_COMPRESSIONS}; got {self.compress!r}")
+        if self.head not in WAVEFORM_HEADS:
+            raise ValueError(f"{sec} config: head must be one of {WAVEFORM_HEADS}; got {self.head!r}")
+        if self.head == "array":
+            _check_positive(sec, array_depth=self.array_depth, array_heads=self.array_heads,
+                            array_time_pool=self.array_time_pool, station_spacing_m=self.station_spacing_m)
+            if self.array_width < 0 or (self.array_width or self.hidden_size) % self.array_heads:
+                raise ValueError(f"{sec} config: array_width {self.array_width or self.hidden_size} must be "
+                                 f"positive and divisible by array_heads {self.array_heads}")
         self.conv_dim = [int(v) for v in self.conv_dim]
         self.conv_kernel = [int(v) for v in self.conv_kernel]
         self.conv_stride = [int(v) for v in self.conv_stride]

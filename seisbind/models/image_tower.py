@@ -12,11 +12,39 @@ from collections.abc import Iterable
 from functools import partial
 
 import torch
+from timm.layers import PatchEmbed
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from seisbind.models.checkpoints import LoadReport, import_sfm_checkpoint
 from seisbind.models.config import ImageTowerConfig
+
+
+class ConvStemPatchEmbed(PatchEmbed):
+    """timm's ``PatchEmbed`` with its one patch-sized convolution replaced by a convolutional stem.
+
+    One stride-2 3x3 convolution (BatchNorm, ReLU) per factor 2 of ``patch_size``, widths doubling
+    up to ``embed_dim / 2``, then a projection to ``embed_dim`` whose kernel and stride are the rest
+    of the patch size (1x1 for a power of two; 5x5 for OpenFWI's 70 x 70 maps in patches of 10),
+    as Xiao et al. (2021): the same token grid and output format as the patch embedding, so the
+    rest of the ViT is untouched.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        in_chans, embed_dim = self.proj.in_channels, self.proj.out_channels
+        patch = self.patch_size[0]
+        halvings = (patch & -patch).bit_length() - 1  # factors of 2 in the patch size
+        rest = patch >> halvings
+        layers: list[nn.Module] = []
+        width, channels = max(8, embed_dim // 2**halvings), in_chans
+        for _ in range(halvings):
+            width = min(width * 2, max(8, embed_dim // 2))
+            layers += [nn.Conv2d(channels, width, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(width),
+                       nn.ReLU(inplace=True)]
+            channels = width
+        layers.append(nn.Conv2d(channels, embed_dim, rest, stride=rest))
+        self.proj = nn.Sequential(*layers)
 
 
 class ImageTrunk(VisionTransformer):
@@ -42,6 +70,7 @@ class ImageTrunk(VisionTransformer):
             dynamic_img_size=config.dynamic_img_size,
             drop_path_rate=config.drop_path_rate,
             norm_layer=partial(nn.LayerNorm, eps=1e-6),
+            embed_layer=ConvStemPatchEmbed if config.stem == "conv" else PatchEmbed,
         )
         self.tower_config = config
 
@@ -52,7 +81,7 @@ class ImageTrunk(VisionTransformer):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Tokens of normalised images (batch, in_chans, H, W) -> (batch, 1 + patches, width)."""
-        return self.forward_features(images.to(self.patch_embed.proj.weight.dtype))
+        return self.forward_features(images.to(self.pos_embed.dtype))
 
     def trainable_tail(self, blocks: int) -> list[nn.Module]:
         """The last ``blocks`` transformer blocks and the final norm: what a partly locked trunk trains."""

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from seisbind.modalities import ModalityType
+from seisbind.models.array_head import ArrayHead
 from seisbind.models.checkpoints import LoadReport
 from seisbind.models.config import SeisBindConfig
 from seisbind.models.heads import LogitScale, Normalize, ProjectionHead, SelectToken, StationAttentionPool
@@ -48,11 +49,17 @@ class SeisBindModel(nn.Module):
             ModalityType.WAVEFORM: WaveformPreprocessor(config.waveform),
         })
         self.trunks = nn.ModuleDict({ModalityType.IMAGE: image_trunk, ModalityType.WAVEFORM: waveform_trunk})
+        wave = config.waveform
+        if wave.head == "array":
+            waveform_head = ArrayHead(waveform_trunk.width, config.embed_dim, wave.in_chans, wave.array_width,
+                                      wave.array_depth, wave.array_heads, wave.array_time_pool,
+                                      wave.station_spacing_m)
+        else:
+            waveform_head = ProjectionHead(waveform_trunk.width, config.embed_dim,
+                                           StationAttentionPool(waveform_trunk.width))
         self.heads = nn.ModuleDict({
             ModalityType.IMAGE: ProjectionHead(image_trunk.width, config.embed_dim, SelectToken(0)),
-            ModalityType.WAVEFORM: ProjectionHead(
-                waveform_trunk.width, config.embed_dim, StationAttentionPool(waveform_trunk.width)
-            ),
+            ModalityType.WAVEFORM: waveform_head,
         })
         self.postprocessors = nn.ModuleDict({m: Normalize() for m in self.trunks})
         self.logit_scale = LogitScale(
@@ -83,20 +90,29 @@ class SeisBindModel(nn.Module):
         return self.encode(ModalityType.IMAGE, images, normalize=normalize)
 
     def encode_waveform(
-        self, waveforms: torch.Tensor, station_mask: torch.Tensor | None = None, normalize: bool = True
+        self,
+        waveforms: torch.Tensor,
+        station_mask: torch.Tensor | None = None,
+        normalize: bool = True,
+        station_x_m: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Embed waveforms (batch, stations, channels, time) at the tower's sample rate -> (batch, embed_dim).
 
         ``station_mask`` (batch, stations), True where a station is present, lets items with
         different station counts share a padded batch; absent stations do not affect the result.
+        ``station_x_m`` (batch, stations) are the stations' positions along the array in metres
+        (any origin: the array head uses offsets from the array's centre). Without them the array
+        head assumes a line in the given order, ``waveform.station_spacing_m`` apart.
         """
-        return self.encode(ModalityType.WAVEFORM, waveforms, normalize=normalize, station_mask=station_mask)
+        return self.encode(ModalityType.WAVEFORM, waveforms, normalize=normalize, station_mask=station_mask,
+                           station_x_m=station_x_m)
 
     def forward(
         self,
         images: torch.Tensor | None = None,
         waveforms: torch.Tensor | None = None,
         station_mask: torch.Tensor | None = None,
+        station_x_m: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         if images is None and waveforms is None:
             raise ValueError("forward needs images, waveforms or both; got neither")
@@ -106,7 +122,7 @@ class SeisBindModel(nn.Module):
         if images is not None:
             out[ModalityType.IMAGE] = self.encode_image(images)
         if waveforms is not None:
-            out[ModalityType.WAVEFORM] = self.encode_waveform(waveforms, station_mask)
+            out[ModalityType.WAVEFORM] = self.encode_waveform(waveforms, station_mask, station_x_m=station_x_m)
         out["logit_scale"] = self.logit_scale()
         if self.logit_scale.bias is not None:
             out["logit_bias"] = self.logit_scale.bias

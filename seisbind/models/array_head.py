@@ -1,0 +1,145 @@
+"""The array head: per-station frame tokens of a whole seismic array into one embedding.
+
+The SeisLM trunk reads each station alone. What ties a record to the ground it crossed lies
+between stations: the moveout of each arrival across the array, and how amplitudes change from
+station to station (spreading, site response, radiation pattern). The first tower averaged each
+station over time and pooled the stations as an unordered set, which keeps neither. This head:
+
+1. averages ``array_time_pool`` trunk frames into one time token, keeping time order;
+2. adds to every token of a station an encoding of where the station is, relative to the array
+   (Fourier features of its offset from the centre of the present stations, in km), and of its
+   amplitude relative to the array (each channel's log RMS minus the array's mean), which the
+   per-channel normalisation of the trunk's input removed;
+3. runs factorised space-time attention (TimeSformer's divided attention): each block lets the
+   stations meet at each time token, then each station's time tokens meet, so moveout (the same
+   arrival at different times across stations) is visible. Station attention is biased by
+   distance, as ALiBi biases by token distance: head h adds ``-slope_h * |x_i - x_j|`` (km) to its
+   logits, head 0 with slope 0 (the whole array) and the others with learned slopes starting at
+   2, 8, 32, ... per km (neighbours first: nearby stations see nearly the same wavefield, which
+   is what a convolution along a regular line exploits, here for any geometry);
+4. pools all (station, time) tokens with one learned query (CLIP's attention pooling).
+
+Absent stations are masked out of every station attention and of the pool, so they have no
+effect; a record of one station works; stations are a set (no index encoding), so permuting
+stations with their positions leaves the embedding unchanged. Without coordinates the stations
+are taken as a line in the given order, ``station_spacing_m`` apart.
+
+Written here because no library has a masked space-time array encoder; its parts are torch's.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+# Wavelengths of the position encoding (km): 20 m (OpenFWI's receiver spacing is 10 m) to 20 km.
+POSITION_WAVELENGTHS_KM = (0.02, 20.0)
+POSITION_FREQUENCIES = 12
+
+
+def sinusoidal_encoding(positions: torch.Tensor, width: int) -> torch.Tensor:
+    """The transformer's sinusoidal encoding of (any shape) positions -> (..., width)."""
+    half = width // 2
+    freq = torch.exp(-math.log(10000.0) * torch.arange(half, device=positions.device, dtype=torch.float32) / half)
+    arg = positions.float()[..., None] * freq
+    out = torch.cat([torch.sin(arg), torch.cos(arg)], dim=-1)
+    return nn.functional.pad(out, (0, width - 2 * half))
+
+
+def fourier_position_features(offset_km: torch.Tensor) -> torch.Tensor:
+    """(..., ) offsets in km -> (..., 2 * POSITION_FREQUENCIES + 1): the offset and its sin/cos."""
+    low, high = POSITION_WAVELENGTHS_KM
+    wavelengths = torch.logspace(math.log10(low), math.log10(high), POSITION_FREQUENCIES, device=offset_km.device)
+    arg = 2 * math.pi * offset_km.float()[..., None] / wavelengths
+    return torch.cat([offset_km.float()[..., None], torch.sin(arg), torch.cos(arg)], dim=-1)
+
+
+def relative_offsets_km(station_x_m: torch.Tensor, station_mask: torch.Tensor) -> torch.Tensor:
+    """Station positions (batch, stations) in m -> offsets from the present stations' mean, in km."""
+    weights = station_mask.float()
+    x = torch.where(station_mask, station_x_m.float(), torch.zeros((), device=station_x_m.device))
+    centre = (x * weights).sum(1, keepdim=True) / weights.sum(1, keepdim=True).clamp(min=1.0)
+    return torch.where(station_mask, (x - centre) / 1000.0, torch.zeros((), device=x.device))
+
+
+def line_positions(station_mask: torch.Tensor, spacing_m: float) -> torch.Tensor:
+    """Positions for records without coordinates: present stations on a line, in order, ``spacing_m`` apart."""
+    order = (station_mask.long().cumsum(dim=1) - 1).clamp(min=0)
+    return torch.where(station_mask, order.float() * float(spacing_m), torch.zeros((), device=order.device))
+
+
+def _layer(width: int, heads: int) -> nn.TransformerEncoderLayer:
+    return nn.TransformerEncoderLayer(width, heads, dim_feedforward=2 * width, dropout=0.0, activation="gelu",
+                                      batch_first=True, norm_first=True)
+
+
+class ArrayHead(nn.Module):
+    """(batch, stations, frames, width) trunk tokens -> (batch, embed_dim); see the module doc.
+
+    ``station_x_m`` (batch, stations) gives positions along the array in metres (None: a line at
+    ``station_spacing_m``); ``station_log_amplitude`` (batch, stations, channels) each channel's
+    log RMS relative to the array (see ``preprocess.relative_log_amplitude``; None: zeros).
+    """
+
+    def __init__(self, width: int, embed_dim: int, channels: int, array_width: int = 0, depth: int = 2,
+                 heads: int = 4, time_pool: int = 2, station_spacing_m: float = 100.0) -> None:
+        super().__init__()
+        inner = array_width or width
+        self.time_pool, self.station_spacing_m, self.inner = int(time_pool), float(station_spacing_m), inner
+        self.norm = nn.LayerNorm(width, eps=1e-6)
+        self.embed = nn.Linear(width, inner)
+        self.position = nn.Linear(2 * POSITION_FREQUENCIES + 1, inner)
+        self.amplitude = nn.Linear(channels, inner)
+        self.time = nn.Linear(inner, inner)
+        self.heads = int(heads)
+        self.station_layers = nn.ModuleList(_layer(inner, heads) for _ in range(depth))
+        # Learned per-head distance slopes (1/km), softplus-parametrised to stay >= 0; head 0 is global.
+        init = torch.tensor([2.0 * 4.0 ** (h - 1) for h in range(1, heads)])
+        self.distance_slope = nn.Parameter(torch.log(torch.expm1(init)))
+        self.time_layers = nn.ModuleList(_layer(inner, heads) for _ in range(depth))
+        self.query = nn.Parameter(torch.zeros(1, 1, inner))
+        self.pool = nn.MultiheadAttention(inner, heads, batch_first=True)
+        self.out_norm = nn.LayerNorm(inner, eps=1e-6)
+        self.proj = nn.Linear(inner, embed_dim, bias=False)
+        nn.init.normal_(self.proj.weight, std=inner**-0.5)  # CLIP's projection initialisation
+
+    def forward(self, tokens: torch.Tensor, station_mask: torch.Tensor, station_x_m: torch.Tensor | None = None,
+                station_log_amplitude: torch.Tensor | None = None) -> torch.Tensor:
+        batch, stations, frames, _ = tokens.shape
+        x = self.embed(self.norm(tokens))
+        if self.time_pool > 1:
+            x = nn.functional.avg_pool1d(x.reshape(batch * stations, frames, -1).transpose(1, 2), self.time_pool,
+                                         ceil_mode=True).transpose(1, 2).reshape(batch, stations, -1, self.inner)
+        steps = x.shape[2]
+        if station_x_m is None:
+            station_x_m = line_positions(station_mask, self.station_spacing_m)
+        offsets = relative_offsets_km(station_x_m, station_mask)
+        where = self.position(fourier_position_features(offsets))
+        if station_log_amplitude is not None:
+            where = where + self.amplitude(station_log_amplitude.to(where.dtype))
+        when = self.time(sinusoidal_encoding(torch.arange(steps, device=x.device), self.inner).to(x.dtype))
+        x = x + where.to(x.dtype)[:, :, None] + when[None, None]
+        absent = ~station_mask
+        x = x.masked_fill(absent[:, :, None, None], 0.0)
+        # One additive mask carries both the distance bias and the absent stations (-inf).
+        distance = (offsets[:, :, None] - offsets[:, None, :]).abs()  # (batch, stations, stations)
+        slopes = torch.cat([torch.zeros(1, device=x.device), nn.functional.softplus(self.distance_slope)])
+        bias = -slopes[None, :, None, None] * distance[:, None]  # (batch, heads, stations, stations)
+        bias = bias.masked_fill(absent[:, None, None, :], float("-inf")).to(x.dtype)
+        bias = bias[:, None].expand(batch, steps, self.heads, stations, stations)
+        bias = bias.reshape(batch * steps * self.heads, stations, stations)
+        for station_layer, time_layer in zip(self.station_layers, self.time_layers, strict=True):
+            y = x.transpose(1, 2).reshape(batch * steps, stations, self.inner)
+            y = station_layer(y, src_mask=bias)
+            x = y.reshape(batch, steps, stations, self.inner).transpose(1, 2)
+            x = time_layer(x.reshape(batch * stations, steps, self.inner)).reshape(batch, stations, steps, self.inner)
+            x = x.masked_fill(absent[:, :, None, None], 0.0)  # so padding never carries NaN or size
+        # Pre-norm blocks leave the residual stream unnormalised: normalise before pooling, as a ViT
+        # does before its head, or the pool's attention logits grow with training and diverge.
+        keys = self.out_norm(x.reshape(batch, stations * steps, self.inner))
+        ignore = absent[:, :, None].expand(batch, stations, steps).reshape(batch, stations * steps)
+        pooled, _ = self.pool(self.query.expand(batch, -1, -1).to(keys.dtype), keys, keys, key_padding_mask=ignore,
+                              need_weights=False)
+        return self.proj(pooled[:, 0])

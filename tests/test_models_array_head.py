@@ -1,0 +1,128 @@
+"""The array head: what it must see (moveout, relative amplitude, position) and what it must not
+(station order, padding, one gain for the whole record)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from seisbind.models import create_model
+from seisbind.models.array_head import line_positions, relative_offsets_km
+from seisbind.models.preprocess import relative_log_amplitude
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    model = create_model("tiny", waveform={"head": "array"}).eval()
+    assert type(model.heads["waveform"]).__name__ == "ArrayHead"
+    return model
+
+
+def _record(batch=2, stations=6, channels=3, samples=300, seed=0):
+    """Band-limited noise records, so time shifts of a few samples are resolvable but not trivial."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, stations, channels, samples, generator=g)
+    return torch.nn.functional.avg_pool1d(x.reshape(-1, 1, samples), 5, 1, 2).reshape(x.shape)
+
+
+def _positions(batch=2, stations=6):
+    return torch.linspace(100.0, 1900.0, stations).expand(batch, stations).clone()
+
+
+def _embed(model, x, mask=None, positions=None):
+    with torch.no_grad():
+        return model.encode_waveform(x, mask, station_x_m=positions)
+
+
+def test_permuting_stations_with_their_positions_changes_nothing(tiny):
+    x, pos = _record(seed=1), _positions()
+    perm = torch.tensor([3, 0, 5, 1, 4, 2])
+    a = _embed(tiny, x, positions=pos)
+    b = _embed(tiny, x[:, perm], positions=pos[:, perm])
+    assert torch.allclose(a, b, atol=1e-5)
+    # Moving the origin of the coordinates changes nothing either: only offsets within the array count.
+    assert torch.allclose(a, _embed(tiny, x, positions=pos + 12345.0), atol=1e-5)
+    # But permuting the traces while the positions stay put is another array.
+    c = _embed(tiny, x[:, perm], positions=pos)
+    assert (a - c).norm(dim=-1).min() > 1e-3
+
+
+def test_moveout_and_relative_amplitude_change_the_embedding(tiny):
+    x, pos = _record(seed=2), _positions()
+    base = _embed(tiny, x, positions=pos)
+    shifted = x.clone()
+    shifted[:, 2] = torch.roll(x[:, 2], 40, dims=-1)  # one station's trace 40 samples later
+    louder = x.clone()
+    louder[:, 4] *= 10.0  # one station ten times louder than the rest
+    assert (base - _embed(tiny, shifted, positions=pos)).norm(dim=-1).min() > 1e-3
+    assert (base - _embed(tiny, louder, positions=pos)).norm(dim=-1).min() > 1e-3
+    # One gain for the whole record (a stronger event, another instrument gain) changes nothing.
+    assert torch.allclose(base, _embed(tiny, x * 1e-9, positions=pos), atol=1e-5)
+
+
+def test_masked_stations_have_no_effect(tiny):
+    x, pos = _record(stations=4, seed=3), _positions(stations=4)
+    garbage = _record(stations=3, seed=4) * 1e6
+    garbage[0, 0, 0, :5] = float("nan")
+    padded = torch.cat([x, garbage], dim=1)
+    padded_pos = torch.cat([pos, torch.full((2, 3), 9e6)], dim=1)
+    mask = torch.zeros(2, 7, dtype=torch.bool)
+    mask[:, :4] = True
+    plain = _embed(tiny, x, positions=pos)
+    masked = _embed(tiny, padded, mask, padded_pos)
+    assert torch.isfinite(masked).all()
+    assert torch.allclose(plain, masked, atol=1e-5)
+
+
+def test_one_and_two_hundred_stations_embed(tiny):
+    one = _embed(tiny, _record(stations=1, seed=5), positions=torch.zeros(2, 1))
+    many = _embed(tiny, _record(batch=1, stations=200, samples=120, seed=6))  # no coordinates: a line
+    assert one.shape == (2, 512) and many.shape == (1, 512)
+    assert torch.isfinite(one).all() and torch.isfinite(many).all()
+    assert torch.allclose(many.norm(dim=-1), torch.ones(1), atol=1e-5)
+
+
+def test_without_coordinates_stations_are_a_line_at_the_configured_spacing(tiny):
+    x = _record(seed=7)
+    spacing = tiny.config.waveform.station_spacing_m
+    line = torch.arange(6.0).expand(2, 6) * spacing
+    assert torch.allclose(_embed(tiny, x), _embed(tiny, x, positions=line), atol=1e-6)
+    mask = torch.tensor([[1, 0, 1, 1, 0, 1]], dtype=torch.bool)
+    assert line_positions(mask, 10.0).tolist() == [[0.0, 0.0, 10.0, 20.0, 0.0, 30.0]]
+
+
+def test_relative_offsets_are_from_the_present_stations_centre():
+    x = torch.tensor([[0.0, 1000.0, 3000.0, 5e9]])
+    mask = torch.tensor([[True, True, True, False]])
+    assert torch.allclose(relative_offsets_km(x, mask), torch.tensor([[-4 / 3, -1 / 3, 5 / 3, 0.0]]), atol=1e-6)
+
+
+def test_relative_log_amplitude_by_hand():
+    x = torch.zeros(1, 3, 2, 100)
+    x[0, 0, 0] = torch.sin(torch.arange(100.0))  # some RMS r
+    x[0, 1, 0] = 100 * torch.sin(torch.arange(100.0))  # 100 r: two decades louder
+    x[0, 2, 0] = 1e-2 * torch.sin(torch.arange(100.0))  # r / 100
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    rel = relative_log_amplitude(x * 1e-9, mask)  # m/s magnitudes: no underflow, one gain cancels
+    assert torch.allclose(rel[0, :, 0], torch.tensor([0.0, 2.0, -2.0]), atol=1e-4)
+    assert torch.equal(rel[0, :, 1], torch.zeros(3))  # dead components stay 0
+    huge = relative_log_amplitude(x * 1e36, mask)  # squares would overflow float32
+    assert torch.isfinite(huge).all() and torch.allclose(huge, rel, atol=1e-4)
+
+
+def test_bad_positions_are_refused(tiny):
+    x = _record()
+    with pytest.raises(ValueError, match="station_x_m must have shape"):
+        tiny.encode_waveform(x, station_x_m=torch.zeros(2, 5))
+    bad = _positions()
+    bad[0, 1] = float("nan")
+    with pytest.raises(ValueError, match="finite"):
+        tiny.encode_waveform(x, station_x_m=bad)
+
+
+def test_the_first_tower_stays_reachable_by_config():
+    old = create_model("tiny", waveform={"head": "station_pool"})
+    assert type(old.heads["waveform"].pool).__name__ == "StationAttentionPool"
+    with pytest.raises(ValueError, match="head must be one of"):
+        create_model("tiny", waveform={"head": "mean"})
