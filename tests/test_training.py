@@ -144,6 +144,29 @@ def test_pairs_are_a_function_of_seed_epoch_and_row(tiny_data):
         assert torch.all(batch["waveforms"][i, n:] == 0)
 
 
+def test_whole_arrays_by_default_and_dropped_stations_keep_their_positions(tiny_data):
+    rows = load_rows(tiny_data, "train")
+    n = rows[0]["waveforms"].shape[1]
+    whole = PairDataset(rows, seed=0, min_stations=2, max_stations=2, station_drop_prob=0.0)
+    item = whole[(0, 1)]
+    assert item["waveforms"].shape[0] == n
+    assert torch.equal(item["station_x_m"], torch.as_tensor(rows[1]["station_x_m"]))
+    dropped = PairDataset(rows, seed=0, min_stations=2, max_stations=2, station_drop_prob=1.0)
+    part = dropped[(0, 1)]
+    assert part["waveforms"].shape[0] == 2
+    # The kept traces are the stored traces of the stations whose positions came along.
+    full = torch.as_tensor(rows[1]["station_x_m"])
+    kept = [int(torch.nonzero(full == x)[0]) for x in part["station_x_m"]]
+    assert kept == sorted(kept) and len(set(kept)) == 2
+    assert torch.equal(part["image"], item["image"])
+    batch = collate_pairs([part, item])
+    assert batch["station_x_m"].shape == (2, n) and torch.equal(batch["station_x_m"][1], full)
+    assert torch.equal(batch["station_x_m"][0, 2:], torch.zeros(n - 2))  # padding, masked out
+    share = sum(PairDataset(rows, seed=s, min_stations=2, max_stations=2, station_drop_prob=0.25)[(0, 0)]
+                ["waveforms"].shape[0] == 2 for s in range(200)) / 200
+    assert 0.15 < share < 0.35  # dropping stations is an augmentation drawn with its probability
+
+
 def test_augmentation_keeps_moveout_and_relative_amplitudes():
     rng = np.random.default_rng(0)
     record = np.zeros((3, 3, 100), np.float32)

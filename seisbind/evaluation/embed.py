@@ -37,6 +37,15 @@ def iterate_items(dataset, batch_size: int):
         yield torch.stack(rows["image"]), rows["waveforms"], rows
 
 
+def item_positions(rows, sources_per_row: list[int]) -> torch.Tensor | None:
+    """Station positions (items, stations) of a batch of decoded rows, one item per source, or None
+    when the rows carry no ``station_x_m`` (the model then assumes a line of stations)."""
+    if "station_x_m" not in rows:
+        return None
+    x = [torch.as_tensor(p, dtype=torch.float32) for p in rows["station_x_m"]]
+    return torch.cat([p[None].expand(n, -1) for p, n in zip(x, sources_per_row, strict=True)])
+
+
 def split_labels(dataset) -> tuple[dict, dict, np.ndarray]:
     """Geology labels per image, the same plus per-source labels per waveform, and the waveform->image map."""
     cols = [c for c in (*GEOLOGY_LABELS, *SOURCE_LABELS) if c in dataset.column_names]
@@ -62,14 +71,16 @@ def embed_split(model, dataset, batch_size: int = 8, progress: bool = True, desc
         )
     model.eval()
     images, waves = [], []
-    for image_batch, wave_batch, _ in tqdm(
+    for image_batch, wave_batch, rows in tqdm(
         iterate_items(dataset, batch_size), total=-(-len(dataset) // batch_size), desc=desc, disable=not progress
     ):
         images.append(model.encode_image(image_batch).float().numpy())
         items = torch.cat(list(wave_batch))  # (B * sources, stations, C, T)
-        # Each item is stations x time long sequences: encode a few at a time to bound memory.
-        for part in torch.split(items, max(1, batch_size // 2)):
-            waves.append(model.encode_waveform(part).float().numpy())
+        positions = item_positions(rows, [len(w) for w in wave_batch])
+        step = max(1, batch_size // 2)  # each item is stations x time long sequences: a few at a time
+        for start in range(0, len(items), step):
+            x = None if positions is None else positions[start : start + step]
+            waves.append(model.encode_waveform(items[start : start + step], station_x_m=x).float().numpy())
     image_labels, waveform_labels, waveform_geology = split_labels(dataset)
     return SplitEmbeddings(
         image=np.concatenate(images),

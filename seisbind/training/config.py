@@ -44,7 +44,10 @@ class TrainConfig:
     val_split: str = "validation"
     batch_size: int = 32  # pairs per process per micro-batch; the global batch is this x processes
     num_workers: int = 2
-    min_stations: int = 4  # each training pair keeps a random subset of min..max stations
+    # Training sees whole arrays; with probability station_drop_prob a pair keeps only a random
+    # subset of min..max stations (an augmentation: real arrays lose stations).
+    station_drop_prob: float = 0.25
+    min_stations: int = 4
     max_stations: int = 8
     amplitude_scale: list[float] = field(default_factory=lambda: [0.5, 2.0])  # log-uniform gain per pair
     noise_level: list[float] = field(default_factory=lambda: [0.0, 0.1])  # noise RMS / record RMS
@@ -94,6 +97,8 @@ class TrainConfig:
                     "lock_waveform_unlocked_blocks"):
             if getattr(self, key) < 0:
                 raise ValueError(f"train config: {key} must be >= 0; got {getattr(self, key)!r}")
+        if not 0.0 <= self.station_drop_prob <= 1.0:
+            raise ValueError(f"train config: station_drop_prob must be in [0, 1]; got {self.station_drop_prob!r}")
         if not 0.0 <= self.mirror_prob <= 1.0:
             raise ValueError(f"train config: mirror_prob must be in [0, 1]; got {self.mirror_prob!r}")
         if self.max_stations < self.min_stations:

@@ -29,6 +29,7 @@ from seisbind.training.augment import ZNE, WaveformAugment, mirror_pair
 # Streams of SeedSequence(seed, stream, ...): the sampler's permutations and the pairs' draws.
 _SAMPLER_STREAM, _PAIR_STREAM = 0, 1
 TRAIN_COLUMNS = ("image", "waveforms", "waveform_scale", "geology_id")
+POSITIONS = "station_x_m"  # optional column: each station's position along the array (m)
 
 
 def load_rows(path: str | os.PathLike, split: str):
@@ -45,7 +46,7 @@ def load_rows(path: str | os.PathLike, split: str):
     if missing:
         raise ValueError(f"{path} ({split}) lacks the column(s) {missing} that training needs; "
                          f"it has {rows.column_names}")
-    extra = [c for c in ("sampling_rate", "channels") if c in rows.column_names]
+    extra = [c for c in ("sampling_rate", "channels", POSITIONS) if c in rows.column_names]
     return rows.select_columns([*TRAIN_COLUMNS, *extra]).with_format("numpy")
 
 
@@ -64,6 +65,15 @@ def decode_record(row: dict, source: int | None = None, stations: np.ndarray | N
     if stations is not None:
         waveforms, scale = waveforms[..., stations, :, :], scale[..., stations]
     return waveforms.astype(np.float32) * scale.astype(np.float32)[..., None, None]
+
+
+def decode_positions(row: dict, stations: np.ndarray | None = None) -> np.ndarray | None:
+    """The stations' positions along the array (m) of ``row``, optionally only ``stations``; None if
+    the row has no ``station_x_m`` (the model then assumes a line at its ``station_spacing_m``)."""
+    if row.get(POSITIONS) is None:
+        return None
+    x = np.asarray(row[POSITIONS], dtype=np.float32)
+    return x if stations is None else x[stations]
 
 
 class GlobalBatchSampler(Sampler[list[tuple[int, int]]]):
@@ -113,17 +123,20 @@ class PairDataset(Dataset):
     """(image, waveform record) pairs keyed by ``(epoch, row)``; see the module doc.
 
     ``rows`` is a decoded split (``load_rows``). Each key draws, from ``SeedSequence(seed, 1,
-    epoch, row)``: a source of the geology, a subset of ``min_stations..max_stations`` of its
-    stations (all of them if it has fewer; kept in their order along the surface), whether the
+    epoch, row)``: a source of the geology, whether to drop stations (probability
+    ``station_drop_prob``; then a subset of ``min_stations..max_stations`` of them is kept, all of
+    them if it has fewer, in their order along the surface; otherwise the whole array), whether the
     pair is mirrored (probability ``mirror_prob``; ZNE records only) and the waveform
-    augmentation (``augment``, or none).
+    augmentation (``augment``, or none). The stations keep their positions (``station_x_m``).
     """
 
     def __init__(self, rows, seed: int, min_stations: int, max_stations: int,
-                 augment: WaveformAugment | None = None, mirror_prob: float = 0.0) -> None:
+                 augment: WaveformAugment | None = None, mirror_prob: float = 0.0,
+                 station_drop_prob: float = 1.0) -> None:
         self.rows, self.seed, self.augment = rows, seed, augment
         self.min_stations, self.max_stations = min_stations, max_stations
         self.mirror_prob = float(mirror_prob)
+        self.station_drop_prob = float(station_drop_prob)
         if self.mirror_prob > 0 and len(rows):
             channels = rows[0].get("channels", ZNE)
             if channels != ZNE:
@@ -141,24 +154,32 @@ class PairDataset(Dataset):
         source = int(rng.integers(n_sources))
         low, high = min(self.min_stations, n_stations), min(self.max_stations, n_stations)
         count = int(rng.integers(low, high + 1))
-        stations = np.sort(rng.choice(n_stations, size=count, replace=False))
+        subset = np.sort(rng.choice(n_stations, size=count, replace=False))
+        drop = bool(rng.random() < self.station_drop_prob)
+        stations = subset if drop else np.arange(n_stations)
         mirror = bool(rng.random() < self.mirror_prob)
         image = decode_image(row["image"]).numpy()
         record = decode_record(row, source, stations)
+        positions = decode_positions(row, stations)
         if mirror:
+            # Stations reversed onto the same (symmetric) positions: see mirror_pair.
             image, record = mirror_pair(image, record)
         if self.augment is not None:
             record = self.augment(record, rng)
-        return {
+        item = {
             "image": torch.from_numpy(np.ascontiguousarray(image)),
             "waveforms": torch.from_numpy(np.ascontiguousarray(record)),
             "geology_id": int(row["geology_id"]),
         }
+        if positions is not None:
+            item[POSITIONS] = torch.from_numpy(np.ascontiguousarray(positions))
+        return item
 
 
 def collate_pairs(items: Sequence[dict]) -> dict[str, torch.Tensor]:
     """Stack pairs into a batch: images (B, C, H, W), waveforms (B, max stations, channels, T) zero-padded,
-    ``station_mask`` (B, max stations) True where a station is real, ``geology_id`` (B,)."""
+    ``station_mask`` (B, max stations) True where a station is real, ``geology_id`` (B,), and
+    ``station_x_m`` (B, max stations) when every item has positions."""
     if not items:
         raise ValueError("cannot collate an empty batch")
     shapes = {tuple(it["waveforms"].shape[1:]) for it in items}
@@ -172,12 +193,18 @@ def collate_pairs(items: Sequence[dict]) -> dict[str, torch.Tensor]:
         n = it["waveforms"].shape[0]
         waveforms[i, :n] = it["waveforms"]
         mask[i, :n] = True
-    return {
+    batch = {
         "images": torch.stack([it["image"] for it in items]),
         "waveforms": waveforms,
         "station_mask": mask,
         "geology_id": torch.tensor([it["geology_id"] for it in items]),
     }
+    if all(POSITIONS in it for it in items):
+        positions = torch.zeros(len(items), k)
+        for i, it in enumerate(items):
+            positions[i, : len(it[POSITIONS])] = it[POSITIONS]
+        batch[POSITIONS] = positions
+    return batch
 
 
 def _worker_init(_: int) -> None:

@@ -8,9 +8,10 @@ size); image-to-waveform recall@1 asks whether an image's nearest waveform is on
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from seisbind.training.data import decode_image, decode_record
+from seisbind.training.data import decode_image, decode_positions, decode_record
 
 
 def recall_metrics(image_emb: torch.Tensor, waveform_emb: torch.Tensor) -> dict[str, float]:
@@ -58,10 +59,14 @@ def evaluate_retrieval(model, rows, accelerator, batch_size: int = 64) -> dict[s
             imgs = torch.stack([decode_image(r["image"]) for r in chunk]).to(device)
             wav = torch.stack([torch.from_numpy(decode_record(r)) for r in chunk])
             b, s = wav.shape[:2]
+            positions = [decode_positions(r) for r in chunk]
+            flat_x = None
+            if all(p is not None for p in positions):
+                flat_x = torch.from_numpy(np.stack(positions)).repeat_interleave(s, dim=0).to(device)
             with accelerator.autocast():
                 images.append(model.encode_image(imgs).float())
                 flat = wav.reshape(b * s, *wav.shape[2:]).to(device)
-                records.append(model.encode_waveform(flat).float().reshape(b, s, -1))
+                records.append(model.encode_waveform(flat, station_x_m=flat_x).float().reshape(b, s, -1))
     finally:
         model.train(was_training)
     image_emb, waveform_emb = torch.cat(images), torch.cat(records)

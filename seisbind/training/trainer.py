@@ -51,7 +51,7 @@ METRICS_FILE = "metrics.jsonl"
 BEST_DIR, FINAL_DIR = "best-model", "final-model"
 # Keys whose change on resume makes the continued run a different run from the checkpointed one.
 _TRAJECTORY_KEYS = ("model", "model_overrides", "data", "seed", "batch_size", "gradient_accumulation_steps",
-                    "min_stations", "max_stations", "mirror_prob", "amplitude_scale", "noise_level",
+                    "min_stations", "max_stations", "station_drop_prob", "mirror_prob", "amplitude_scale", "noise_level",
                     "max_time_shift_s", "lr", "weight_decay", "warmup_steps", "max_steps", "lock_image",
                     "lock_waveform")
 
@@ -188,7 +188,7 @@ def train(config: TrainConfig) -> TrainResult:
     augment = WaveformAugment(tuple(config.amplitude_scale), tuple(config.noise_level),
                               int(round(config.max_time_shift_s * rate)))
     dataset = PairDataset(train_rows, config.seed, config.min_stations, config.max_stations, augment,
-                          config.mirror_prob)
+                          config.mirror_prob, config.station_drop_prob)
 
     optimizer = build_optimizer(model, config.lr, config.weight_decay, tuple(config.betas), config.eps)
     scheduler = build_scheduler(optimizer, config.warmup_steps, config.max_steps)
@@ -283,8 +283,11 @@ def train(config: TrainConfig) -> TrainResult:
                 images = batch["images"].to(accelerator.device, non_blocking=True)
                 waveforms = batch["waveforms"].to(accelerator.device, non_blocking=True)
                 station_mask = batch["station_mask"].to(accelerator.device, non_blocking=True)
+                positions = batch.get("station_x_m")
+                positions = positions.to(accelerator.device, non_blocking=True) if positions is not None else None
                 with accelerator.accumulate(model):
-                    loss = loss_fn(model(images=images, waveforms=waveforms, station_mask=station_mask))
+                    loss = loss_fn(model(images=images, waveforms=waveforms, station_mask=station_mask,
+                                         station_x_m=positions))
                     value = float(accelerator.reduce(loss.detach().float(), "mean"))
                     if not math.isfinite(value):
                         raise diverged("loss", value, step, micro)
