@@ -17,7 +17,6 @@ from seisbind.modalities import ModalityType
 LOSS_TYPES = ("clip", "siglip")
 IMAGE_STEMS = ("patch", "conv")
 WAVEFORM_HEADS = ("array", "station_pool")
-WAVEFORM_COMPRESSIONS = ("none", "log1p")
 
 
 def _from_dict(cls, data: dict[str, Any], section: str):
@@ -129,11 +128,6 @@ class WaveformTowerConfig:
     # and attention pool over an unordered set (kept so tables can show the difference).
     # A saved config without this key is a station_pool model.
     head: str = "station_pool"
-    # After per-channel normalisation, "log1p" maps x to sign(x) log1p(|x| / 0.01): arrivals a
-    # hundred times weaker than the trace's RMS (reflections, conversions: what the section shows)
-    # reach the trunk at a visible level instead of drowning under the direct waves. SeisLM was
-    # pretrained on linear traces: keep "none" to start from its checkpoint unchanged.
-    compress: str = "none"
     array_width: int = 0  # token width of the array blocks; 0: hidden_size
     array_depth: int = 2  # (station attention, time attention) block pairs
     array_heads: int = 4
@@ -144,8 +138,6 @@ class WaveformTowerConfig:
 
     def __post_init__(self) -> None:
         sec = "waveform tower"
-        if self.compress not in WAVEFORM_COMPRESSIONS:
-            raise ValueError(f"{sec} config: compress must be one of {WAVEFORM_COMPRESSIONS}; got {self.compress!r}")
         if self.head not in WAVEFORM_HEADS:
             raise ValueError(f"{sec} config: head must be one of {WAVEFORM_HEADS}; got {self.head!r}")
         if self.head == "array":

@@ -163,16 +163,6 @@ def normalize_waveforms(waveforms: torch.Tensor, station_mask: torch.Tensor | No
     return _normalise_channels(waveforms, station_mask)[0]
 
 
-COMPRESS_FLOOR = 0.01  # log1p compression: amplitudes below 1% of a trace's RMS stay linear
-
-
-def compress_waveforms(x: torch.Tensor, kind: str) -> torch.Tensor:
-    """``sign(x) log1p(|x| / COMPRESS_FLOOR)`` of normalised traces for ``kind="log1p"``; ``x`` for "none"."""
-    if kind == "none":
-        return x
-    return torch.sign(x) * torch.log1p(x.abs() / COMPRESS_FLOOR)
-
-
 def _relative(log_rms: torch.Tensor, live: torch.Tensor) -> torch.Tensor:
     count = live.sum(dim=(1, 2), keepdim=True).clamp(min=1)
     centre = torch.where(live, log_rms, torch.zeros_like(log_rms)).sum(dim=(1, 2), keepdim=True) / count
@@ -234,7 +224,6 @@ class WaveformPreprocessor(nn.Module):
         waveforms, mask = validate_waveforms(waveforms, station_mask, self.config)
         positions = validate_station_positions(station_x_m, mask)
         x, log_rms, live = _normalise_channels(waveforms, mask)
-        x = compress_waveforms(x, self.config.compress)
         head: dict[str, torch.Tensor] = {"station_mask": mask}
         if self.config.head == "array":
             head["station_x_m"] = positions
