@@ -126,3 +126,19 @@ def test_the_first_tower_stays_reachable_by_config():
     assert type(old.heads["waveform"].pool).__name__ == "StationAttentionPool"
     with pytest.raises(ValueError, match="head must be one of"):
         create_model("tiny", waveform={"head": "mean"})
+
+
+def test_training_and_inference_modes_give_the_same_embedding():
+    """No dropout, no batch statistics in the waveform tower: train() and eval() must agree (torch's
+    TransformerEncoderLayer fast path broke this with per-head masks)."""
+    torch.manual_seed(1)
+    model = create_model("tiny", waveform={"head": "array"})
+    x, pos = _record(stations=5, seed=8), _positions(stations=5)
+    mask = torch.tensor([[1, 1, 1, 1, 0], [1, 0, 1, 1, 1]], dtype=torch.bool)
+    with torch.no_grad():
+        model.eval()
+        inference = model.encode_waveform(x, mask, station_x_m=pos)
+        model.train()
+        training = model.encode_waveform(x, mask, station_x_m=pos)
+    assert torch.isfinite(inference).all()
+    assert torch.allclose(inference, training, atol=1e-5)

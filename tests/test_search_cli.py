@@ -19,7 +19,10 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("search")
     generate(root / "data", "quake", 12, config={**TINY_QUAKE, "image_height": 64, "image_width": 64}, progress=False)
     torch.manual_seed(0)
-    create_model("tiny").save_pretrained(root / "model")
+    # A miniSEED query carries no coordinates: the array head then lays its stations on a line
+    # station_spacing_m apart. At the data's own spacing that line is the exported geometry.
+    spacing = (TINY_QUAKE["width_m"] - 2 * TINY_QUAKE["station_margin_m"]) / (TINY_QUAKE["n_stations"] - 1)
+    create_model("tiny", waveform={"station_spacing_m": spacing}).save_pretrained(root / "model")
     assert main(["export", "--model", str(root / "model"), "--data", str(root / "data"), "--split", "train",
                  "--out", str(root / "train.parquet"), "--no-progress"]) == 0  # fmt: skip
     return root
@@ -53,9 +56,11 @@ def test_export_round_trip_parquet_and_npy(setup):
     row = train[0]
     model = __import__("seisbind.models.joint", fromlist=["x"]).SeisBindModel.from_pretrained(setup / "model")
     with torch.no_grad():
-        expected = model.encode_waveform(row["waveforms"][1][None]).numpy()[0]
+        expected = model.encode_waveform(row["waveforms"][1][None], station_x_m=torch.as_tensor(row["station_x_m"])[None]).numpy()[0]
+        no_coordinates = model.encode_waveform(row["waveforms"][1][None]).numpy()[0]
     got = emb[ids.index(f"train/geology-{row['geology_id']}/source-1")]
     np.testing.assert_allclose(got, expected, atol=1e-5)
+    np.testing.assert_allclose(got, no_coordinates, atol=1e-5)  # the data's stations are that line
     assert table.column("vs30").to_pylist()[ids.index(f"train/geology-{row['geology_id']}/image")] == pytest.approx(row["vs30"])
     assert main(["export", "--model", str(setup / "model"), "--data", str(setup / "data"), "--split", "train",
                  "--out", str(setup / "train.npy"), "--no-progress"]) == 0  # fmt: skip

@@ -70,9 +70,29 @@ def line_positions(station_mask: torch.Tensor, spacing_m: float) -> torch.Tensor
     return torch.where(station_mask, order.float() * float(spacing_m), torch.zeros((), device=order.device))
 
 
-def _layer(width: int, heads: int) -> nn.TransformerEncoderLayer:
-    return nn.TransformerEncoderLayer(width, heads, dim_feedforward=2 * width, dropout=0.0, activation="gelu",
-                                      batch_first=True, norm_first=True)
+class Block(nn.Module):
+    """A pre-norm transformer block (attention, then a 2x GELU MLP) taking an additive attention
+    mask of shape (batch, heads, queries, keys).
+
+    Written out because ``nn.TransformerEncoderLayer``'s inference fast path mishandles a
+    per-item, per-head float mask: with the (batch * heads, L, S) mask its docs allow it returned
+    NaN in eval mode where its training path and this block agree exactly (torch 2.14, CPU).
+    """
+
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm1, self.norm2 = nn.LayerNorm(width), nn.LayerNorm(width)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.out = nn.Linear(width, width)
+        self.mlp = nn.Sequential(nn.Linear(width, 2 * width), nn.GELU(), nn.Linear(2 * width, width))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        n, length, width = x.shape
+        q, k, v = self.qkv(self.norm1(x)).reshape(n, length, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        att = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        x = x + self.out(att.transpose(1, 2).reshape(n, length, width))
+        return x + self.mlp(self.norm2(x))
 
 
 class ArrayHead(nn.Module):
@@ -94,11 +114,11 @@ class ArrayHead(nn.Module):
         self.amplitude = nn.Linear(channels, inner)
         self.time = nn.Linear(inner, inner)
         self.heads = int(heads)
-        self.station_layers = nn.ModuleList(_layer(inner, heads) for _ in range(depth))
+        self.station_layers = nn.ModuleList(Block(inner, heads) for _ in range(depth))
         # Learned per-head distance slopes (1/km), softplus-parametrised to stay >= 0; head 0 is global.
         init = torch.tensor([2.0 * 4.0 ** (h - 1) for h in range(1, heads)])
         self.distance_slope = nn.Parameter(torch.log(torch.expm1(init)))
-        self.time_layers = nn.ModuleList(_layer(inner, heads) for _ in range(depth))
+        self.time_layers = nn.ModuleList(Block(inner, heads) for _ in range(depth))
         self.query = nn.Parameter(torch.zeros(1, 1, inner))
         self.pool = nn.MultiheadAttention(inner, heads, batch_first=True)
         self.out_norm = nn.LayerNorm(inner, eps=1e-6)
@@ -129,10 +149,10 @@ class ArrayHead(nn.Module):
         bias = -slopes[None, :, None, None] * distance[:, None]  # (batch, heads, stations, stations)
         bias = bias.masked_fill(absent[:, None, None, :], float("-inf")).to(x.dtype)
         bias = bias[:, None].expand(batch, steps, self.heads, stations, stations)
-        bias = bias.reshape(batch * steps * self.heads, stations, stations)
+        bias = bias.reshape(batch * steps, self.heads, stations, stations)
         for station_layer, time_layer in zip(self.station_layers, self.time_layers, strict=True):
             y = x.transpose(1, 2).reshape(batch * steps, stations, self.inner)
-            y = station_layer(y, src_mask=bias)
+            y = station_layer(y, bias)
             x = y.reshape(batch, steps, stations, self.inner).transpose(1, 2)
             x = time_layer(x.reshape(batch * stations, steps, self.inner)).reshape(batch, stations, steps, self.inner)
             x = x.masked_fill(absent[:, :, None, None], 0.0)  # so padding never carries NaN or size
