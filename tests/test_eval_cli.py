@@ -88,7 +88,7 @@ def test_embed_split_gives_one_unit_embedding_per_image_and_per_source(tmp_path)
 
     data = tmp_path / "data"
     generate(data, "quake", 4, config={**TINY_QUAKE, "image_height": 64, "image_width": 64}, progress=False)
-    model = SeisBindModel.from_pretrained(tiny_trained_model(data, tmp_path / "m", steps=3))
+    model = SeisBindModel.from_pretrained(tiny_trained_model(data, tmp_path / "m"))
     emb = embed_split(model, load_paired(data, "train"), progress=False)
     assert emb.image.shape[0] == len(load_paired(data, "train"))
     assert emb.waveform.shape[0] == emb.image.shape[0] * TINY_QUAKE["sources_per_geology"]
