@@ -5,7 +5,7 @@ One idea per module:
 * :mod:`~seisbind.io.segy`: 2-D and 3-D post-stack SEG-Y (segyio) cut into image patches with
   their survey coordinates.
 * :mod:`~seisbind.io.components`: which recorded components fill the Z, N, E slots.
-* :mod:`~seisbind.io.obspy_streams`: any ObsPy ``Stream`` or file ObsPy reads, as station windows
+* :mod:`~seisbind.io.obspy_streams`: any ObsPy ``Stream``, or a waveform file of an allow-listed format, as station windows
   at the model's sample rate.
 * :mod:`~seisbind.io.seisbench_datasets`: a SeisBench ``WaveformDataset`` on local disk.
 * :mod:`~seisbind.io.manifest`: a CSV/Parquet manifest of pairs converted into the on-disk dataset

@@ -51,7 +51,7 @@ def build(embeddings: str, out: str, modality: str = ModalityType.IMAGE, kind: s
 
 
 def load_query_waveform(path: str, rate: float, window_seconds: float, missing: str, npy_rate: float | None) -> np.ndarray:
-    """(stations, 3, T) at the model's ``rate`` from a file ObsPy reads, or from a ``.npy`` array."""
+    """(stations, 3, T) at the model's ``rate`` from a waveform file of an allow-listed format (``obspy_streams.read_stream``), or a ``.npy`` array."""
     from seisbind.io.batch import InputError
     from seisbind.io.obspy_streams import iter_windows, prepare_stream, read_stream, resample_array
 
@@ -181,7 +181,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q = sub.add_parser("query", help="find the nearest sections of a waveform (or waveforms of a section)")
     q.add_argument("--index", required=True)
     q.add_argument("--model", required=True, help="the model that made the index's embeddings")
-    q.add_argument("--waveform", help="a file ObsPy reads (miniSEED, SAC, ...) or a .npy (3, T) / (stations, 3, T)")
+    q.add_argument("--waveform", help="a waveform file (miniSEED, SAC, SEG-Y, ...: an allow-list, never a pickle) or a .npy (3, T) / (stations, 3, T)")
     q.add_argument("--image", help="a .npy (H, W) section, to find waveforms")
     q.add_argument("--k", type=int, default=5)
     q.add_argument("--window-seconds", type=float, default=30.0, help="query window taken from the file's start")
