@@ -46,6 +46,17 @@ def item_positions(rows, sources_per_row: list[int]) -> torch.Tensor | None:
     return torch.cat([p[None].expand(n, -1) for p, n in zip(x, sources_per_row, strict=True)])
 
 
+def encode_records(model, items: torch.Tensor, positions: torch.Tensor | None, step: int) -> np.ndarray:
+    """Embed records (items, stations, C, T) with their positions, ``step`` items at a time (each
+    item is stations x time long sequences: a few at a time bound memory)."""
+    step = max(1, step)
+    return np.concatenate([
+        model.encode_waveform(items[i : i + step], station_x_m=None if positions is None else positions[i : i + step])
+        .float().numpy()
+        for i in range(0, len(items), step)
+    ])
+
+
 def split_labels(dataset) -> tuple[dict, dict, np.ndarray]:
     """Geology labels per image, the same plus per-source labels per waveform, and the waveform->image map."""
     cols = [c for c in (*GEOLOGY_LABELS, *SOURCE_LABELS) if c in dataset.column_names]
@@ -76,11 +87,7 @@ def embed_split(model, dataset, batch_size: int = 8, progress: bool = True, desc
     ):
         images.append(model.encode_image(image_batch).float().numpy())
         items = torch.cat(list(wave_batch))  # (B * sources, stations, C, T)
-        positions = item_positions(rows, [len(w) for w in wave_batch])
-        step = max(1, batch_size // 2)  # each item is stations x time long sequences: a few at a time
-        for start in range(0, len(items), step):
-            x = None if positions is None else positions[start : start + step]
-            waves.append(model.encode_waveform(items[start : start + step], station_x_m=x).float().numpy())
+        waves.append(encode_records(model, items, item_positions(rows, [len(w) for w in wave_batch]), batch_size // 2))
     image_labels, waveform_labels, waveform_geology = split_labels(dataset)
     return SplitEmbeddings(
         image=np.concatenate(images),

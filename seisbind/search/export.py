@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from seisbind.evaluation.embed import item_positions
+from seisbind.evaluation.embed import encode_records, item_positions
 from seisbind.modalities import ModalityType
 
 LABELS = ("family", "fault_present", "n_layers", "vs30", "depth_vs760_m", "caption")
@@ -63,10 +63,7 @@ def iter_embeddings(model, dataset, split: str, data_dir: str, batch_size: int, 
         yield ModalityType.IMAGE, img_ids, img_meta, model.encode_image(torch.stack(rows["image"])).numpy()
         waves = torch.cat(list(rows["waveforms"]))
         positions = item_positions(rows, [len(w) for w in rows["waveforms"]])
-        step = max(1, batch_size // 2)
-        parts = [model.encode_waveform(waves[i : i + step], station_x_m=None if positions is None else
-                                       positions[i : i + step]).numpy() for i in range(0, len(waves), step)]
-        yield ModalityType.WAVEFORM, wav_ids, wav_meta, np.concatenate(parts)
+        yield ModalityType.WAVEFORM, wav_ids, wav_meta, encode_records(model, waves, positions, batch_size // 2)
 
 
 def export(
