@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA_CONFIG = ROOT / "configs" / "data" / "quake-quickstart.yaml"
-TRAIN_CONFIG = ROOT / "configs" / "quickstart.yaml"
+from seisbind.configs import config_path
+
+DATA_CONFIG = config_path("data", "quake-quickstart.yaml")
+TRAIN_CONFIG = config_path("quickstart.yaml")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

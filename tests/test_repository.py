@@ -29,3 +29,24 @@ def test_data_config_files_hold_the_code_defaults():
         defaults = dataclasses.asdict(scenario.config_class())
         assert {k: list(v) if isinstance(v, tuple) else v for k, v in defaults.items()} == on_disk
         scenario.make_config(**on_disk)  # and they validate
+
+
+def test_pyproject_ships_every_package_and_config():
+    """A plain (non-editable) install holds every subpackage and every shipped config file."""
+    import fnmatch
+
+    import pytest
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    tree = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "seisbind").rglob("__init__.py")}
+    assert set(tool["packages"]) == tree | {"seisbind.configs"}
+    assert tool["package-dir"] == {"seisbind.configs": "configs"}
+    globs = tool["package-data"]["seisbind.configs"]
+    configs = ROOT / "configs"
+    shipped = [p for p in configs.rglob("*") if p.is_file() and p.suffix in (".yaml", ".json")]
+    assert shipped and all(any(fnmatch.fnmatch(str(p.relative_to(configs)), g) for g in globs) for p in shipped)
+    from seisbind.configs import config_path
+
+    assert config_path("models").resolve() == (configs / "models").resolve()

@@ -1,9 +1,9 @@
 """Build models by name from JSON architecture files, as open_clip does.
 
-Each architecture is one file, ``configs/models/<name>.json`` at the repository root. The
-factory looks for a name in: a path given directly (``create_model("my/arch.json")``), the
-directory named by the environment variable ``SEISBIND_MODEL_CONFIGS``, and ``configs/models``
-of the source tree this package lives in (an editable install, as CI and the README use).
+Each architecture is one file, ``configs/models/<name>.json`` (shipped as package data,
+``seisbind.configs``). The factory looks for a name in: a path given directly
+(``create_model("my/arch.json")``), the directory named by the environment variable
+``SEISBIND_MODEL_CONFIGS``, and the shipped ``configs/models``.
 """
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+from seisbind.configs import config_path
 from seisbind.modalities import ModalityType
 from seisbind.models.config import SeisBindConfig, merge_overrides
 from seisbind.models.joint import SeisBindModel
 
 ENV_VAR = "SEISBIND_MODEL_CONFIGS"
-_REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "models"
+_SHIPPED_CONFIGS = config_path("models")
 
 
 def config_dirs() -> list[Path]:
@@ -26,7 +27,7 @@ def config_dirs() -> list[Path]:
     dirs = []
     if os.environ.get(ENV_VAR):
         dirs.append(Path(os.environ[ENV_VAR]).expanduser())
-    dirs.append(_REPO_CONFIGS)
+    dirs.append(_SHIPPED_CONFIGS)
     return dirs
 
 
