@@ -102,12 +102,12 @@ def main(argv: list[str] | None = None) -> int:
         cnn_seconds = args.cnn_seconds if args.cnn_seconds is not None else train_seconds
         data_train, data_test = load_paired(args.data, "train"), load_paired(args.data, args.split)
         print(f"[2/3] training the gather CNN for {cnn_seconds:.1f} s", flush=True)
+        model = SeisBindModel.from_pretrained(out / args.model_folder)  # embedded on the CPU, as evaluate() does
         cnn = GatherCNNBaseline(max_seconds=cnn_seconds, batch_size=args.cnn_batch_size, seed=config.seed,
-                                device="cuda" if cuda else "cpu")
+                                device="cuda" if cuda else "cpu", image_config=model.config.image)
         cnn.fit(data_train)
 
         print(f"[3/3] scoring the {args.split} split ({len(data_test)} geologies)", flush=True)
-        model = SeisBindModel.from_pretrained(out / args.model_folder)  # embedded on the CPU, as evaluate() does
         emb = embed_split(model, data_test, args.batch_size, progress=False)
         positives = emb.positives()
         retrieval = {

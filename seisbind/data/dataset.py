@@ -1,6 +1,7 @@
 """Loading a generated paired dataset as model-ready tensors.
 
-Images are stored raw and normalised per image here, as SFM does: ``(x - mean) / (std + 1e-6)``.
+Images are stored raw and returned in their stored units; the image tower's preprocessor scales
+them (SFM's per-image standardisation for sections, fixed constants for velocity maps).
 Waveforms are stored per-trace scaled (float16) and restored to m/s (float32) here; the
 SeisLM-style per-channel normalisation belongs to the waveform tower's preprocessor.
 """
@@ -14,15 +15,14 @@ import datasets
 import numpy as np
 import torch
 
-from seisbind.models.preprocess import normalize_images
 
 
 def decode_batch(batch: dict) -> dict:
-    """HF ``set_transform`` hook: images to normalised (1, H, W), waveforms back to float32 m/s."""
+    """HF ``set_transform`` hook: images to float32 (1, H, W) in their stored units (the image
+    tower's preprocessor scales them as its config says), waveforms back to float32 m/s."""
     out = dict(batch)
     if "image" in batch:
-        # One image as a batch of one: normalize_images standardises over each image's pixels.
-        out["image"] = [normalize_images(torch.as_tensor(np.asarray(im, np.float32))[None]) for im in batch["image"]]
+        out["image"] = [torch.as_tensor(np.asarray(im, np.float32))[None] for im in batch["image"]]
     if "waveforms" in batch:
         out["waveforms"] = [
             torch.as_tensor(np.asarray(w, np.float32) * np.asarray(s, np.float32)[..., None, None])

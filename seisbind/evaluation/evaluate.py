@@ -159,7 +159,7 @@ def evaluate(
         retrieval["spectrogram image tower"] = retrieval_both_ways(spectro_sim, positives)
     gather_sim, gather_info = None, None
     if gather_budget is not None:
-        gather = GatherCNNBaseline(**gather_budget, seed=seed)
+        gather = GatherCNNBaseline(**gather_budget, seed=seed, image_config=model.config.image)
         gather.fit(data["train"])
         gather_sim = gather.similarity(data[split])
         retrieval[GATHER_CNN] = retrieval_both_ways(gather_sim, positives)

@@ -13,7 +13,9 @@ keeps the relative amplitude of the stations and components:
    peak): a log compression of the dynamic range onto [-1, 1], so a station 100x weaker than the
    strongest still spans ~15 % of the range instead of 1 %, while the order of amplitudes stays.
 
-The section, ``(1, H, W)``, is standardised per image (mean 0, std 1, as SFM does). Each tower is
+The section, ``(1, H, W)``, is scaled as the main model's image tower scales it (``image_config``:
+SFM's per-image standardisation by default, fixed constants for velocity maps), so the two
+read the same inputs. Each tower is
 four conv blocks (Conv2d, GroupNorm, GELU, strided: the waveform tower downsamples time 64x and
 stations 8x, the image tower 16x each way), a global average pool and a linear map to the
 embedding, L2-normalised; about 0.35 M parameters each. GroupNorm rather than BatchNorm: no
@@ -34,9 +36,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seisbind.models.preprocess import normalize_images
+
 COMPRESSION_EPS = 1e-2  # eps of the log compression, as a fraction of the record's peak
 PEAK_FLOOR = 1e-30  # an all-zero record stays zero instead of dividing by zero
-IMAGE_EPS = 1e-6
 EMBED_DIM = 128
 # Waveform tower: (out channels, kernel (stations, time), stride (stations, time)) per block. The
 # first block decimates time 8x at full station resolution: the simulated records are sampled
@@ -77,17 +80,6 @@ def preprocess_records(records: torch.Tensor, eps: float = COMPRESSION_EPS) -> t
     return y.copysign_(x).mul_(1.0 / math.log1p(1.0 / eps))
 
 
-def preprocess_images(images: torch.Tensor) -> torch.Tensor:
-    """(B, 1, H, W) or (B, H, W) sections, standardised per image."""
-    x = images.float()
-    if x.ndim == 3:
-        x = x[:, None]
-    dims = tuple(range(1, x.ndim))
-    mean = x.mean(dim=dims, keepdim=True)
-    std = x.std(dim=dims, keepdim=True, unbiased=False)
-    return (x - mean) / (std + IMAGE_EPS)
-
-
 def _groups(channels: int) -> int:
     return math.gcd(8, channels)
 
@@ -125,13 +117,16 @@ class WaveformCNN(ConvEncoder):
 
 
 class ImageCNN(ConvEncoder):
-    """Sections (B, 1, H, W) -> (B, embed_dim) unit embeddings."""
+    """Sections (B, 1, H, W) or (B, H, W) -> (B, embed_dim) unit embeddings; pixels scaled as
+    ``image_config`` (an ``ImageTowerConfig``; None: per image) says."""
 
-    def __init__(self, embed_dim: int = EMBED_DIM) -> None:
+    def __init__(self, embed_dim: int = EMBED_DIM, image_config=None) -> None:
         super().__init__(1, IMAGE_BLOCKS, embed_dim)
+        self.image_config = image_config
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return super().forward(preprocess_images(images))
+        x = images[:, None] if images.ndim == 3 else images
+        return super().forward(normalize_images(x, self.image_config))
 
 
 def parameter_count(module: nn.Module) -> int:
@@ -176,12 +171,14 @@ class GatherCNNBaseline:
     learning rate warms up linearly over ``warmup_steps`` and stays constant after (a wall-time
     budget has no known end for a decay). The towers are built on the first ``fit`` (channel count
     from the data), on ``device`` (the CPU by default; give the main model's device for a
-    comparison at equal wall time)."""
+    comparison at equal wall time). ``image_config`` (the main model's ``config.image``) makes the
+    image CNN scale pixels as the main model does."""
 
     def __init__(self, steps: int | None = None, max_seconds: float | None = None, batch_size: int = 32,
                  lr: float = 1e-3, weight_decay: float = 0.05, warmup_steps: int = 20,
                  embed_dim: int = EMBED_DIM, eps: float = COMPRESSION_EPS, init_logit_scale: float = 1 / 0.07,
-                 max_logit_scale: float = 100.0, seed: int = 0, device: str | torch.device = "cpu") -> None:
+                 max_logit_scale: float = 100.0, seed: int = 0, device: str | torch.device = "cpu",
+                 image_config=None) -> None:
         if steps is None and max_seconds is None:
             steps = 300
         if steps is not None and steps < 1:
@@ -192,6 +189,7 @@ class GatherCNNBaseline:
         self.batch_size, self.lr, self.weight_decay, self.warmup_steps = batch_size, lr, weight_decay, warmup_steps
         self.embed_dim, self.eps, self.seed, self.device = embed_dim, eps, seed, torch.device(device)
         self.init_logit_scale, self.max_logit_scale = init_logit_scale, max_logit_scale
+        self.image_config = image_config
         self.waveform_cnn: WaveformCNN | None = None
         self.image_cnn: ImageCNN | None = None
         self.logit_scale = None
@@ -202,7 +200,7 @@ class GatherCNNBaseline:
 
         torch.manual_seed(self.seed)
         self.waveform_cnn = WaveformCNN(channels, self.embed_dim, self.eps).to(self.device)
-        self.image_cnn = ImageCNN(self.embed_dim).to(self.device)
+        self.image_cnn = ImageCNN(self.embed_dim, self.image_config).to(self.device)
         self.logit_scale = LogitScale(self.init_logit_scale, self.max_logit_scale).to(self.device)
 
     def parameter_counts(self) -> dict[str, int]:

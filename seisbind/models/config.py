@@ -16,6 +16,8 @@ from seisbind.modalities import ModalityType
 
 LOSS_TYPES = ("clip", "siglip")
 IMAGE_STEMS = ("patch", "conv")
+IMAGE_NORMALIZATIONS = ("per_image", "fixed")
+IMAGE_POOLS = ("token", "avg")
 WAVEFORM_HEADS = ("array", "station_pool")
 
 
@@ -60,8 +62,27 @@ class ImageTowerConfig:
     # convolutions help transformers see better"): trained from a few thousand sections it learns
     # far faster than a 16x16 linear patch; an SFM checkpoint then loads every weight but the stem.
     stem: str = "patch"
+    # How pixel values are scaled before the trunk. "per_image": SFM's (x - mean) / std over each
+    # image, right for reflection sections, whose amplitude has no absolute scale. "fixed":
+    # (x - image_mean) / image_std with constants, as timm's mean/std: right for velocity maps,
+    # whose absolute velocity sets every travel time (per-image standardisation would make a map
+    # and the same map 20 % faster one input).
+    normalize: str = "per_image"
+    image_mean: float = 0.0
+    image_std: float = 1.0
+    # What the head pools: "token", SFM's class token; "avg", the mean of the patch tokens (timm's
+    # global_pool="avg"), which a small ViT trained from scratch learns from faster.
+    pool: str = "token"
 
     def __post_init__(self) -> None:
+        if self.normalize not in IMAGE_NORMALIZATIONS:
+            raise ValueError(f"image tower config: normalize must be one of {IMAGE_NORMALIZATIONS}; "
+                             f"got {self.normalize!r}")
+        if not (math.isfinite(self.image_mean) and math.isfinite(self.image_std) and self.image_std > 0):
+            raise ValueError(f"image tower config: image_mean must be finite and image_std positive; "
+                             f"got {self.image_mean}, {self.image_std}")
+        if self.pool not in IMAGE_POOLS:
+            raise ValueError(f"image tower config: pool must be one of {IMAGE_POOLS}; got {self.pool!r}")
         if self.stem not in IMAGE_STEMS:
             raise ValueError(f"image tower config: stem must be one of {IMAGE_STEMS}; got {self.stem!r}")
         if isinstance(self.img_size, (list, tuple)):

@@ -26,6 +26,18 @@ class SelectToken(nn.Module):
         return tokens[:, self.index]
 
 
+class MeanTokens(nn.Module):
+    """Pools (batch, tokens, width) by averaging the tokens after the first ``skip`` (the class
+    token), as timm's ``global_pool="avg"``."""
+
+    def __init__(self, skip: int = 1) -> None:
+        super().__init__()
+        self.skip = skip
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return tokens[:, self.skip:].mean(dim=1)
+
+
 class StationAttentionPool(nn.Module):
     """Pools (batch, stations, frames, width) into (batch, width).
 

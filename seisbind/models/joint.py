@@ -20,7 +20,8 @@ from seisbind.modalities import ModalityType
 from seisbind.models.array_head import ArrayHead
 from seisbind.models.checkpoints import LoadReport
 from seisbind.models.config import SeisBindConfig
-from seisbind.models.heads import LogitScale, Normalize, ProjectionHead, SelectToken, StationAttentionPool
+from seisbind.models.heads import (LogitScale, MeanTokens, Normalize, ProjectionHead, SelectToken,
+                                   StationAttentionPool)
 from seisbind.models.image_tower import ImageTrunk
 from seisbind.models.preprocess import ImagePreprocessor, WaveformPreprocessor
 from seisbind.models.waveform_tower import WaveformTrunk
@@ -58,7 +59,8 @@ class SeisBindModel(nn.Module):
             waveform_head = ProjectionHead(waveform_trunk.width, config.embed_dim,
                                            StationAttentionPool(waveform_trunk.width))
         self.heads = nn.ModuleDict({
-            ModalityType.IMAGE: ProjectionHead(image_trunk.width, config.embed_dim, SelectToken(0)),
+            ModalityType.IMAGE: ProjectionHead(image_trunk.width, config.embed_dim,
+                                               SelectToken(0) if config.image.pool == "token" else MeanTokens(1)),
             ModalityType.WAVEFORM: waveform_head,
         })
         self.postprocessors = nn.ModuleDict({m: Normalize() for m in self.trunks})

@@ -11,6 +11,8 @@ The preprocessor modules return ImageBind's ``{"trunk": kwargs, "head": kwargs}`
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -20,6 +22,9 @@ IMAGE_EPS = 1e-6  # SFM's per-image normalisation constant
 # A channel whose std is below this fraction of its peak amplitude is constant up to float32
 # rounding (a flat or clipped trace): treat it as dead rather than amplify rounding noise.
 DEAD_CHANNEL_RTOL = 1e-6
+# RMS range in which float32 squares and their sums neither underflow (ground motion in m/s is
+# ~1e-9, squares ~1e-18) nor overflow; outside it the exact, peak-scaled path runs.
+SAFE_RMS = (1e-15, 1e15)
 
 
 def _shape(x: torch.Tensor) -> tuple[int, ...]:
@@ -70,13 +75,26 @@ def validate_images(images: torch.Tensor, config: ImageTowerConfig) -> torch.Ten
     return images
 
 
-def normalize_images(images: torch.Tensor) -> torch.Tensor:
-    """SFM's per-image normalisation: ``(x - mean) / (std + 1e-6)`` over each image's pixels."""
-    x = images.float()
-    dims = tuple(range(1, x.ndim))
-    mean = x.mean(dim=dims, keepdim=True)
-    std = x.std(dim=dims, keepdim=True, unbiased=False)
-    return (x - mean) / (std + IMAGE_EPS)
+def _divide_by_peak(x: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    peak = x.abs().amax(dim=dims, keepdim=True)
+    return x / torch.where(peak > 0, peak, torch.ones_like(peak))
+
+
+def normalize_images(images: torch.Tensor, config: ImageTowerConfig | None = None) -> torch.Tensor:
+    """Scale pixels for the trunk as ``config.normalize`` says (default: SFM's per-image one).
+
+    "per_image": ``(x - mean) / (std + 1e-6)`` over each image's pixels. Computed on the image
+    divided by its peak ``|x|`` (in its own dtype), then centred and divided by the peak of the
+    centred image: the result does not depend on those scales, and values near the float32 limit
+    (or float64 beyond it) neither overflow the variance nor lose the image to rounding.
+    "fixed": ``(x - image_mean) / image_std``.
+    """
+    if config is not None and config.normalize == "fixed":
+        return (images.double() - config.image_mean).div(config.image_std).float()
+    dims = tuple(range(1, images.ndim))
+    x = _divide_by_peak(images, dims).float()
+    x = _divide_by_peak(x - x.mean(dim=dims, keepdim=True), dims)
+    return x / (x.std(dim=dims, keepdim=True, unbiased=False) + IMAGE_EPS)
 
 
 def validate_waveforms(
@@ -120,7 +138,9 @@ def validate_waveforms(
         empty = (~mask.any(dim=1)).nonzero().flatten().tolist()
         if empty:
             raise ValueError(f"every item needs at least one present station; items {empty} have none")
-    if not bool(torch.isfinite(waveforms).all()):  # the common case costs one pass, no copy
+    # One sum is finite when every value is (a NaN or inf propagates); only a batch whose sum is
+    # not (or whose huge values overflow it) pays for the element-wise check, which is ~20x slower.
+    if not bool(torch.isfinite(waveforms.sum())):
         _check_finite(waveforms[mask], "waveforms (present stations)")
     return waveforms, mask
 
@@ -128,11 +148,46 @@ def validate_waveforms(
 def _normalise_channels(waveforms: torch.Tensor, station_mask: torch.Tensor | None):
     """Per-channel normalisation and what it removes; see :func:`normalize_waveforms`.
 
-    Returns (normalised waveforms, each channel's log10 RMS, which channels are live). Each trace
-    is first divided by its peak, so no square can overflow float32 whatever its units, and the
-    RMS is put back together in log space. One pass per statistic: on OpenFWI's 70 x 5 x 1000
-    records these passes cost as much as the trunk.
+    Returns (normalised waveforms, each channel's log10 RMS, which channels are live). Written as
+    in-place passes over one float32 copy (mean, centre, 2-norm, scale): reductions such as
+    ``std`` and ``amax`` run several times slower than these on one CPU thread, and on OpenFWI's
+    70 x 5 x 1000 records the first version of this function cost half as much as the trunk.
+    Squares of values far from 1 over- or underflow float32; such a batch takes the exact
+    path, :func:`_normalise_channels_scaled`.
     """
+    x = waveforms.to(torch.float32, copy=True)
+    if station_mask is not None and not bool(station_mask.all()):
+        x.masked_fill_(~station_mask[..., None, None], 0.0)
+    mean = x.mean(dim=-1, keepdim=True)
+    x.sub_(mean)
+    std = torch.linalg.vector_norm(x, dim=-1).div_(math.sqrt(x.shape[-1]))
+    nonzero = std[std > 0]
+    if not bool(torch.isfinite(std).all() & torch.isfinite(mean).all()) or (
+            nonzero.numel() and (float(nonzero.min()) < SAFE_RMS[0] or float(nonzero.max()) > SAFE_RMS[1])):
+        return _normalise_channels_scaled(waveforms, station_mask)
+    # Dead: the spread is rounding of the level (float32 keeps ~7 digits of mean + std).
+    live = std > DEAD_CHANNEL_RTOL * (mean[..., 0].abs() + std)
+    x.mul_(torch.where(live, std, torch.ones_like(std)).reciprocal_()[..., None])
+    x = _fill_dead_channels(x, live)
+    tiny = torch.finfo(torch.float32).tiny
+    return x, torch.log10(std.clamp(min=tiny)), live
+
+
+def _fill_dead_channels(x: torch.Tensor, live: torch.Tensor) -> torch.Tensor:
+    """A dead channel takes its station's first live channel; a station with none becomes zeros.
+    Only the stations concerned are touched (in place), as they are few."""
+    items, stations = (~live).any(dim=-1).nonzero(as_tuple=True)
+    if items.numel():
+        sub, alive = x[items, stations], live[items, stations]  # (k, channels, time), (k, channels)
+        donor = sub[torch.arange(len(sub), device=x.device), alive.float().argmax(dim=-1)]
+        sub = torch.where(alive[..., None], sub, donor[:, None])
+        x[items, stations] = torch.where(alive.any(dim=-1)[:, None, None], sub, torch.zeros((), device=x.device))
+    return x
+
+
+def _normalise_channels_scaled(waveforms: torch.Tensor, station_mask: torch.Tensor | None):
+    """:func:`_normalise_channels` for any finite magnitude: each trace is first divided by its
+    peak, so no square can overflow or underflow, and the RMS is put back together in log space."""
     x = waveforms.float()
     if station_mask is not None:
         x = torch.where(station_mask[..., None, None], x, torch.zeros((), dtype=x.dtype, device=x.device))
@@ -142,12 +197,7 @@ def _normalise_channels(waveforms: torch.Tensor, station_mask: torch.Tensor | No
     std = x.std(dim=-1, unbiased=False)  # of the unit-peak trace
     live = std > DEAD_CHANNEL_RTOL
     x = x / torch.where(live, std, torch.ones_like(std))[..., None]
-    if bool((~live).any()):
-        # Index of the first live channel per station (0 if none; such stations are zeroed below).
-        first_live = live.float().argmax(dim=-1)
-        donor = torch.gather(x, 2, first_live[..., None, None].expand(-1, -1, 1, x.shape[-1]))
-        x = torch.where(live[..., None], x, donor.expand_as(x))
-        x = torch.where(live.any(dim=-1)[..., None, None], x, torch.zeros_like(x))
+    x = _fill_dead_channels(x, live)
     tiny = torch.finfo(torch.float32).tiny
     log_rms = torch.log10(std.clamp(min=tiny)) + torch.log10(peak[..., 0].clamp(min=tiny))
     return x, log_rms, live
@@ -208,7 +258,7 @@ class ImagePreprocessor(nn.Module):
 
     def forward(self, images: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
         images = validate_images(images, self.config)
-        return {"trunk": {"images": normalize_images(images)}, "head": {}}
+        return {"trunk": {"images": normalize_images(images, self.config)}, "head": {}}
 
 
 class WaveformPreprocessor(nn.Module):

@@ -23,7 +23,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from seisbind.models.preprocess import normalize_images
 from seisbind.training.augment import ZNE, WaveformAugment, mirror_pair
 
 # Streams of SeedSequence(seed, stream, ...): the sampler's permutations and the pairs' draws.
@@ -51,8 +50,9 @@ def load_rows(path: str | os.PathLike, split: str):
 
 
 def decode_image(stored: np.ndarray) -> torch.Tensor:
-    """A stored (H, W) section as the (1, H, W) normalised float32 image ``load_paired`` returns."""
-    return normalize_images(torch.as_tensor(np.asarray(stored, np.float32))[None])
+    """A stored (H, W) section as the (1, H, W) float32 image ``load_paired`` returns, in its stored
+    units (the image tower's preprocessor scales it, as its config says)."""
+    return torch.as_tensor(np.asarray(stored, np.float32))[None]
 
 
 def decode_record(row: dict, source: int | None = None, stations: np.ndarray | None = None) -> np.ndarray:
