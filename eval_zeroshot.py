@@ -2,60 +2,13 @@
 
     python eval_zeroshot.py --model DIR --data DIR --split test --out results.json [--plots DIR]
 
-Writes the results as JSON, prints the comparison tables as markdown, and draws the plots.
+The same as ``seisbind evaluate``; the logic lives in ``seisbind.evaluation.cli``, this file is
+the entry point the repository layout names.
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
-from pathlib import Path
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="a folder written by save_pretrained (config.json + model.safetensors)")
-    parser.add_argument("--data", required=True, help="a folder written by `seisbind generate` (or an import)")
-    parser.add_argument("--split", default="test", choices=("validation", "test"))
-    parser.add_argument("--out", default="results.json", help="JSON file to write")
-    parser.add_argument("--plots", help="folder for the plots (default: beside --out, <out stem>_plots)")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--baseline-steps", type=int, default=200, help="training steps of the spectrogram baseline (0 skips it)")
-    parser.add_argument("--gather-cnn-seconds", type=float, default=None,
-                        help="wall time (s) of the gather CNN baseline's training; give the main model's training "
-                             "time for a comparison at equal compute (0 skips it; default: --gather-cnn-steps)")
-    parser.add_argument("--gather-cnn-steps", type=int, default=300,
-                        help="training steps of the gather CNN baseline when no --gather-cnn-seconds is given "
-                             "(0 skips it)")
-    parser.add_argument("--image-checkpoint", help="SFM .pth for the 'before training' image tower (default: random init)")
-    parser.add_argument("--waveform-checkpoint", help="SeisLM .ckpt for the 'before training' waveform tower")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
-
-    import torch
-
-    from seisbind.evaluation.evaluate import evaluate, markdown_tables, write_json
-
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    torch.set_flush_denormal(True)  # m/s waveforms reach subnormal floats, many times slower on x86
-    out = Path(args.out)
-    plots_dir = Path(args.plots) if args.plots else out.with_name(out.stem + "_plots")
-    try:
-        results = evaluate(
-            args.model, args.data, args.split, plots_dir=plots_dir, batch_size=args.batch_size,
-            baseline_steps=args.baseline_steps, gather_cnn_seconds=args.gather_cnn_seconds,
-            gather_cnn_steps=args.gather_cnn_steps, image_checkpoint=args.image_checkpoint,
-            waveform_checkpoint=args.waveform_checkpoint, seed=args.seed, progress=not args.no_progress,
-        )  # fmt: skip
-    except (ValueError, FileNotFoundError) as err:
-        print(f"eval_zeroshot.py: error: {err}", file=sys.stderr)
-        return 2
-    write_json(results, out)
-    print(markdown_tables(results))
-    print(f"\nresults: {out}\nplots: {plots_dir}")
-    return 0
-
+from seisbind.evaluation.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

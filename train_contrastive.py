@@ -4,7 +4,8 @@
     accelerate launch train_contrastive.py --config configs/sfm-seislm-base.yaml [key=value ...]
     python train_contrastive.py --config configs/quickstart.yaml --resume latest
 
-The logic lives in ``seisbind.training``; this file is the entry point.
+The same as ``seisbind train``; the logic lives in ``seisbind.training``, this file is the entry point
+the repository layout names.
 """
 
 import sys

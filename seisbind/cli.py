@@ -17,6 +17,8 @@ _COMMANDS = {
     "embed-images": ("seisbind.io.embed_images_cli", "embed SEG-Y section patches with their survey coordinates"),
     "embed-waveforms": ("seisbind.io.embed_waveforms_cli", "embed miniSEED/ObsPy files or a local SeisBench dataset"),
     "import-manifest": ("seisbind.io.manifest_cli", "convert a CSV/Parquet manifest of pairs into a paired dataset"),
+    "train": ("seisbind.training.cli", "train the joint model contrastively (train_contrastive.py)"),
+    "evaluate": ("seisbind.evaluation.cli", "retrieval, zero-shot, probes and baselines of a model (eval_zeroshot.py)"),
     "quickstart": ("seisbind.quickstart", "generate, train, evaluate, index and query, on one CPU"),
     "export": ("seisbind.search.export", "export a split's embeddings to Parquet or NumPy"),
     "index": ("seisbind.search.index_cli", "build and query a FAISS index across modalities"),

@@ -50,3 +50,24 @@ def test_pyproject_ships_every_package_and_config():
     from seisbind.configs import config_path
 
     assert config_path("models").resolve() == (configs / "models").resolve()
+
+
+def test_train_and_evaluate_are_subcommands_and_configs_resolve_by_name(tmp_path, capsys, monkeypatch):
+    import subprocess
+    import sys
+
+    from seisbind.cli import main
+    from seisbind.configs import config_path
+    from seisbind.training.config import load_config
+
+    monkeypatch.chdir(tmp_path)  # no configs/ folder here, as after a plain install
+    assert load_config("quickstart").data == load_config(config_path("quickstart.yaml")).data
+    assert load_config("configs/openfwi.yaml").model_overrides["image"]["normalize"] == "fixed"
+    assert main(["train", "--config", "no-such-config"]) == 2
+    err = capsys.readouterr().err
+    assert "seisbind train: error: train config no-such-config not found" in err and "'quickstart'" in err
+    assert main(["evaluate", "--model", str(tmp_path / "none"), "--data", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("seisbind evaluate: error:")
+    shown = subprocess.run([sys.executable, "-m", "seisbind.training.cli", "--config", "openfwi", "--show-config"],
+                           capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert "normalize: fixed" in shown.stdout

@@ -25,6 +25,17 @@ import numpy as np
 
 from seisbind.io.encode import file_sha256
 
+def import_faiss():
+    """The ``faiss`` module, or a one-line error saying which extra provides it (seisbind depends on
+    neither faiss-cpu nor faiss-gpu, so that exactly one of them is installed)."""
+    try:
+        faiss = import_faiss()
+    except ImportError:
+        raise ImportError("FAISS is not installed: pip install 'seisbind[cpu]' (faiss-cpu) or "
+                          "'seisbind[gpu]' (faiss-gpu-cu12)") from None
+    return faiss
+
+
 KINDS = ("flat", "hnsw", "ivfpq")
 FLAT_MAX, HNSW_MAX = 50_000, 5_000_000
 INDEX_FILE, METADATA_FILE, INFO_FILE = "index.faiss", "metadata.parquet", "index.json"
@@ -102,7 +113,7 @@ class EmbeddingIndex:
         ivf_nprobe: int = 32,
     ) -> EmbeddingIndex:
         """Index ``embeddings`` (n, d), unit norm, whose row ``i`` is described by ``metadata`` row ``i``."""
-        import faiss
+        faiss = import_faiss()
 
         x = _as_unit_float32(embeddings, "embeddings")
         if metadata.num_rows != len(x):
@@ -137,7 +148,7 @@ class EmbeddingIndex:
         return built
 
     def _apply_search_params(self) -> None:
-        import faiss
+        faiss = import_faiss()
 
         if self.info["kind"] == "hnsw":
             faiss.downcast_index(self.index).hnsw.efSearch = int(self.info["hnsw_ef_search"])
@@ -159,7 +170,7 @@ class EmbeddingIndex:
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Write the folder; files go in under temporary names and ``index.json`` lands last."""
-        import faiss
+        faiss = import_faiss()
         import pyarrow.parquet as pq
 
         out = Path(directory)
@@ -179,7 +190,7 @@ class EmbeddingIndex:
     @classmethod
     def load(cls, directory: str | os.PathLike) -> EmbeddingIndex:
         """Read a saved index, refusing it if its vectors, metadata and description disagree."""
-        import faiss
+        faiss = import_faiss()
         import pyarrow.parquet as pq
 
         d = Path(directory)

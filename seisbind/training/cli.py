@@ -1,29 +1,40 @@
-"""Command line of ``train_contrastive.py``: a config file, ``key=value`` overrides, ``--resume``."""
+"""Command line of training (``seisbind train``, ``train_contrastive.py``, ``python -m
+seisbind.training.cli``): a config file, ``key=value`` overrides, ``--resume``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from seisbind.configs import config_path
 from seisbind.training.checkpointing import CheckpointError
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="train_contrastive.py",
-        description="Contrastive training of the seisbind joint model (one process, or under `accelerate launch`).",
-        epilog="Any config key can be overridden: key=value (YAML values), e.g. max_steps=200 lr=3e-4 "
-               "model_overrides.image.img_size=32. Run with --show-config to print the resolved config.",
-    )
+DESCRIPTION = "Contrastive training of the seisbind joint model (one process, or under `accelerate launch`)."
+EPILOG = ("Any config key can be overridden: key=value (YAML values), e.g. max_steps=200 lr=3e-4 "
+          "model_overrides.image.img_size=32. Run with --show-config to print the resolved config. "
+          "Shipped configs: " + ", ".join(sorted(p.name for p in config_path().glob("*.yaml"))) + " (in configs/).")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EPILOG
     parser.add_argument("--config", help="YAML file of train config keys (see configs/*.yaml)")
     parser.add_argument("--resume", help="'latest' (the newest checkpoint that verifies) or a checkpoint folder")
     parser.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+
+
+def build_parser(prog: str = "train_contrastive.py") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
+    add_arguments(parser)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "train_contrastive.py") -> int:
+    return run(build_parser(prog).parse_args(argv), prog)
+
+
+def run(args: argparse.Namespace, prog: str = "seisbind train") -> int:
     import yaml
 
     from seisbind.training.config import load_config
@@ -39,11 +50,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             result = train(config)
         except TrainingDiverged as err:
-            print(f"train_contrastive.py: {err}", file=sys.stderr)
+            print(f"{prog}: {err}", file=sys.stderr)
             return 1
     except (ValueError, FileNotFoundError) as err:  # CheckpointError is a ValueError
         kind = "checkpoint error" if isinstance(err, CheckpointError) else "error"
-        print(f"train_contrastive.py: {kind}: {err}", file=sys.stderr)
+        print(f"{prog}: {kind}: {err}", file=sys.stderr)
         return 2
     if result.metrics and result.main_process:
         m = result.metrics
@@ -51,3 +62,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{m['wave_to_image_r1']:.3f} over {int(m['gallery_size'])} geologies (chance {m['chance_r1']:.3f}); "
               f"best {result.best_metric:.3f} at step {result.best_step}, in {result.output_dir}/best-model")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(prog="python -m seisbind.training.cli"))

@@ -247,13 +247,27 @@ def make_config(values: dict[str, Any]) -> TrainConfig:
     return TrainConfig(**checked)
 
 
+def _resolve_config(path: Path) -> Path:
+    from seisbind.configs import config_path
+
+    if path.is_file():
+        return path
+    if str(path.parent) in (".", "configs"):  # a bare name, or configs/<name> run from elsewhere
+        shipped = config_path(path.name if path.suffix in (".yaml", ".yml") else path.name + ".yaml")
+        if shipped.is_file():
+            return shipped
+    available = sorted(p.stem for p in config_path().glob("*.yaml"))
+    raise FileNotFoundError(f"train config {path} not found (neither a file nor a shipped config: {available})")
+
+
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
-    """Read a YAML config file (or start from the defaults), apply ``key=value`` overrides, validate."""
+    """Read a YAML config file (or start from the defaults), apply ``key=value`` overrides, validate.
+
+    ``path`` is a file, or the name of a shipped config (``quickstart``, ``configs/openfwi.yaml``):
+    a plain install has no ``configs/`` folder in the working directory."""
     values: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"train config {path} not found")
+        path = _resolve_config(Path(path))
         try:
             loaded = yaml.safe_load(path.read_text())
         except yaml.YAMLError as err:
