@@ -8,6 +8,7 @@ environment, so nothing is downloaded. The child checks that it imported the ins
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -47,8 +48,16 @@ print("installed ok")
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)],
+    # Built from a copy of the sources, so setuptools' build/ and egg-info never land in the checkout.
+    source, out = tmp_path_factory.mktemp("source") / "seisbind", tmp_path_factory.mktemp("wheel")
+    local = {".git", ".venv", "runs", "build", "dist", ".pytest_cache", "data", "out"}  # top-level only
+
+    def skip(folder, names):
+        top = Path(folder) == ROOT
+        return [n for n in names if (top and n in local) or n == "__pycache__" or n.endswith(".egg-info")]
+
+    shutil.copytree(ROOT, source, ignore=skip)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(source)],
                    check=True, capture_output=True, timeout=600)
     (found,) = out.glob("seisbind-*.whl")
     return found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -196,8 +197,9 @@ def test_non_finite_images_and_waveforms(tiny, value, message):
 
 
 @pytest.mark.parametrize("make, mask, message", [
-    (lambda: torch.randn(2, 3, 300), None,
-     r"4 dimensions \(batch, stations, channels, time\); got shape \(2, 3, 300\)"),
+    (lambda: torch.randn(2, 1, 3, 300, 1), None,
+     r"4 dimensions \(batch, stations, channels, time\); got shape \(2, 1, 3, 300, 1\)"),
+    (lambda: [[0.0] * 300] * 3, None, r"must be a torch.Tensor or a NumPy array; got list"),
     (lambda: _wave(channels=2), None, r"3 channel\(s\) per station; got 2"),
     (lambda: _wave(samples=6), None, r"at least 7 samples .*receptive field.*got 6"),
     (lambda: _wave(stations=2), torch.ones(2, 3, dtype=torch.bool),
@@ -208,6 +210,24 @@ def test_non_finite_images_and_waveforms(tiny, value, message):
 def test_bad_waveforms(tiny, make, mask, message):
     with pytest.raises(ValueError, match=message):
         tiny.encode_waveform(make(), station_mask=mask)
+
+
+def test_numpy_and_unbatched_inputs_embed_like_a_batch(tiny):
+    """encode_* take NumPy arrays and one unbatched item, and give the batched result's row."""
+    waves = _wave(batch=2, stations=3, seed=9).numpy()
+    x_m = np.array([[0.0, 150.0, 400.0]] * 2)
+    images = np.random.default_rng(0).standard_normal((2, 1, 64, 64)).astype(np.float32)
+    with torch.no_grad():
+        batch = tiny.encode_waveform(torch.from_numpy(waves), station_x_m=torch.from_numpy(x_m))
+        one = tiny.encode_waveform(waves[1], station_x_m=x_m[1])
+        assert one.shape == (512,) and torch.allclose(one, batch[1], atol=1e-6)
+        single = tiny.encode_waveform(waves[1, 0])  # (channels, time): one station
+        assert torch.allclose(single, tiny.encode_waveform(waves[1:2, :1])[0], atol=1e-6)
+        masked = tiny.encode_waveform(waves[0], station_mask=np.array([True, True, False]))
+        assert torch.allclose(masked, tiny.encode_waveform(waves[:1, :2])[0], atol=1e-5)
+        image_batch = tiny.encode_image(images)
+        assert torch.allclose(tiny.encode_image(images[1]), image_batch[1], atol=1e-6)  # (C, H, W)
+        assert torch.allclose(tiny.encode_image(images[1, 0]), image_batch[1], atol=1e-6)  # (H, W)
 
 
 def test_shortest_valid_waveform_is_the_receptive_field(tiny):

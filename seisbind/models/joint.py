@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -27,6 +28,17 @@ from seisbind.models.preprocess import ImagePreprocessor, WaveformPreprocessor
 from seisbind.models.waveform_tower import WaveformTrunk
 
 CONFIG_NAME = "config.json"
+
+
+def _as_tensor(x, what: str) -> torch.Tensor:
+    """A tensor as is; a NumPy array (or array-like of numbers) as a tensor sharing its memory."""
+    if isinstance(x, torch.Tensor):
+        return x
+    if isinstance(x, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(x))
+    raise ValueError(f"{what} must be a torch.Tensor or a NumPy array; got {type(x).__name__}"
+                     + (" (for an ObsPy Stream use seisbind.io.obspy_streams.prepare_stream and iter_windows)"
+                        if type(x).__name__ == "Stream" else ""))
 WEIGHTS_NAME = "model.safetensors"
 
 
@@ -87,18 +99,30 @@ class SeisBindModel(nn.Module):
         embedding = self.heads[modality](tokens, **prepared["head"])
         return self.postprocessors[modality](embedding) if normalize else embedding
 
-    def encode_image(self, images: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-        """Embed seismic sections (batch, in_chans, H, W) -> (batch, embed_dim)."""
-        return self.encode(ModalityType.IMAGE, images, normalize=normalize)
+    def encode_image(self, images: torch.Tensor | np.ndarray, normalize: bool = True) -> torch.Tensor:
+        """Embed seismic sections (batch, in_chans, H, W) -> (batch, embed_dim).
+
+        A tensor or NumPy array; one unbatched section, (H, W) or (in_chans, H, W), gives one
+        unbatched embedding (embed_dim,), as torch modules treat unbatched input."""
+        images = _as_tensor(images, "images")
+        one = images.ndim == 2 or (images.ndim == 3 and images.shape[0] == self.config.image.in_chans)
+        if one:
+            images = images.reshape(1, self.config.image.in_chans, *images.shape[-2:])
+        out = self.encode(ModalityType.IMAGE, images, normalize=normalize)
+        return out[0] if one else out
 
     def encode_waveform(
         self,
-        waveforms: torch.Tensor,
-        station_mask: torch.Tensor | None = None,
+        waveforms: torch.Tensor | np.ndarray,
+        station_mask: torch.Tensor | np.ndarray | None = None,
         normalize: bool = True,
-        station_x_m: torch.Tensor | None = None,
+        station_x_m: torch.Tensor | np.ndarray | None = None,
     ) -> torch.Tensor:
         """Embed waveforms (batch, stations, channels, time) at the tower's sample rate -> (batch, embed_dim).
+
+        A tensor or NumPy array. One unbatched record, (stations, channels, time) or one station's
+        (channels, time), with ``station_mask``/``station_x_m`` of shape (stations,), gives one
+        unbatched embedding (embed_dim,).
 
         ``station_mask`` (batch, stations), True where a station is present, lets items with
         different station counts share a padded batch; absent stations do not affect the result.
@@ -106,8 +130,17 @@ class SeisBindModel(nn.Module):
         (any origin: the array head uses offsets from the array's centre). Without them the array
         head assumes a line in the given order, ``waveform.station_spacing_m`` apart.
         """
-        return self.encode(ModalityType.WAVEFORM, waveforms, normalize=normalize, station_mask=station_mask,
-                           station_x_m=station_x_m)
+        waveforms = _as_tensor(waveforms, "waveforms")
+        station_mask = None if station_mask is None else _as_tensor(station_mask, "station_mask")
+        station_x_m = None if station_x_m is None else _as_tensor(station_x_m, "station_x_m")
+        one = waveforms.ndim in (2, 3)
+        if one:
+            waveforms = waveforms.reshape(1, -1, *waveforms.shape[-2:])
+            station_mask = None if station_mask is None else station_mask.reshape(1, -1)
+            station_x_m = None if station_x_m is None else station_x_m.reshape(1, -1)
+        out = self.encode(ModalityType.WAVEFORM, waveforms, normalize=normalize, station_mask=station_mask,
+                          station_x_m=station_x_m)
+        return out[0] if one else out
 
     def forward(
         self,
