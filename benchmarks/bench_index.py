@@ -116,7 +116,7 @@ def latency(index_dir: str, model_dir: str, mseed: str, window: float, repeats: 
 
     model, _ = load_model(model_dir)
     index = EmbeddingIndex.load(index_dir)
-    rate = float(model.config.waveform.sample_rate)
+    rate = float(model.config.waveform.sampling_rate)
     times = []
     for _ in range(repeats):
         t = time.perf_counter()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
-from seisbind.models import create_model, get_model_config
-from seisbind.models.config import WaveformTowerConfig
+from seisbind.models import SeisBindModel, create_model, get_model_config
+from seisbind.models.config import SeisBindConfig, WaveformTowerConfig
 from seisbind.models.preprocess import normalize_images, normalize_waveforms
 
 
@@ -270,4 +272,19 @@ def test_large_configs_name_the_published_sizes():
     assert image_size == (1024, 24, 16, 16, 1)
     wave_size = (wave["hidden_size"], wave["num_hidden_layers"], wave["num_attention_heads"], wave["intermediate_size"])
     assert wave_size == (768, 12, 12, 3072)
-    assert (wave["in_chans"], wave["sample_rate"], cfg["embed_dim"]) == (3, 100.0, 512)
+    assert (wave["in_chans"], wave["sampling_rate"], cfg["embed_dim"]) == (3, 100.0, 512)
+
+
+def test_sampling_rate_is_named_as_obspy_names_it_and_the_old_name_still_reads(tmp_path):
+    model = create_model("tiny", waveform={"sample_rate": 50.0})  # an override in the old name
+    assert model.config.waveform.sampling_rate == model.sampling_rate == 50.0 and model.component_order == "ZNE"
+    assert create_model("tiny", waveform={"in_chans": 5}).component_order is None
+    saved = model.save_pretrained(tmp_path / "m")
+    config = json.loads((saved / "config.json").read_text())
+    assert config["waveform"]["sampling_rate"] == 50.0 and "sample_rate" not in config["waveform"]
+    config["waveform"]["sample_rate"] = config["waveform"].pop("sampling_rate")  # as older runs wrote it
+    (saved / "config.json").write_text(json.dumps(config))
+    assert SeisBindModel.from_pretrained(saved).config.waveform.sampling_rate == 50.0
+    config.pop("architecture")
+    with pytest.raises(ValueError, match="sample_rate 50.0 .* and sampling_rate 100.0 disagree"):
+        SeisBindConfig.from_dict({**config, "waveform": {**config["waveform"], "sampling_rate": 100.0}})

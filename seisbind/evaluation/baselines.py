@@ -85,7 +85,7 @@ class SpectrogramBaseline:
         self.sections, self.spectra = make(), make()
         self.steps, self.batch_size, self.lr, self.seed = steps, batch_size, lr, seed
         self.size = self.sections.config.image.img_hw
-        self.rate = float(self.sections.config.waveform.sample_rate)
+        self.rate = float(self.sections.config.waveform.sampling_rate)
 
     def _spectra(self, waves: torch.Tensor) -> torch.Tensor:
         return spectrogram_images(waves, self.rate, self.size)

@@ -74,7 +74,7 @@ def split_labels(dataset) -> tuple[dict, dict, np.ndarray]:
 @torch.no_grad()
 def embed_split(model, dataset, batch_size: int = 8, progress: bool = True, desc: str = "embedding") -> SplitEmbeddings:
     """Embed every image and every (geology, source) waveform of a decoded split."""
-    rate = float(model.config.waveform.sample_rate)
+    rate = float(model.config.waveform.sampling_rate)
     if len(dataset) and float(dataset[0]["sampling_rate"]) != rate:
         raise ValueError(
             f"the data are sampled at {dataset[0]['sampling_rate']} Hz but the model expects {rate} Hz; "

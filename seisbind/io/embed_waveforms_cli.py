@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         except Exception as err:
             raise ValueError(f"{args.inventory}: ObsPy cannot read it as an inventory ({err})") from err
     model, info = load_model(args.model, args.device)
-    rate = float(model.config.waveform.sample_rate)
+    rate = float(model.config.waveform.sampling_rate)
     if model.config.waveform.in_chans != 3:
         raise ValueError(f"model {args.model} takes {model.config.waveform.in_chans} waveform channels, not Z, N, E")
     options = {"window_seconds": args.window_seconds, "stride_seconds": args.stride_seconds or args.window_seconds,

@@ -32,6 +32,18 @@ def _from_dict(cls, data: dict[str, Any], section: str):
     return cls(**data)
 
 
+def _legacy_waveform_keys(data):
+    """Saved configs from before the rename say ``sample_rate``; read it as ``sampling_rate``."""
+    if isinstance(data, dict) and "sample_rate" in data:
+        data = dict(data)
+        old = data.pop("sample_rate")
+        if "sampling_rate" in data and data["sampling_rate"] != old:
+            raise ValueError(f"waveform tower config: sample_rate {old} (the old name) and sampling_rate "
+                             f"{data['sampling_rate']} disagree; keep only sampling_rate")
+        data.setdefault("sampling_rate", old)
+    return data
+
+
 def _check_positive(section: str, **values: float) -> None:
     for name, value in values.items():
         if not value > 0:
@@ -118,14 +130,14 @@ class WaveformTowerConfig:
 
     Field names follow ``transformers.Wav2Vec2Config``. Defaults are SeisLM-base (hidden 240,
     6 layers, 12 heads, intermediate 3072, convolutions [256, 256] with kernel 3 and stride 2,
-    positional convolution 128 wide in 16 groups). ``sample_rate`` is the rate the tower expects
-    (SeisLM: 100 Hz). ``mask_time_prob`` is 0 by default: SpecAugment masking belongs to SeisLM's
+    positional convolution 128 wide in 16 groups). ``sampling_rate`` is the rate the tower expects
+    (SeisLM: 100 Hz; ObsPy's and SeisBench's name, while older saved configs say ``sample_rate``). ``mask_time_prob`` is 0 by default: SpecAugment masking belongs to SeisLM's
     pretraining, not to contrastive alignment.
     """
 
     arch: str = "seislm-base"
     in_chans: int = 3
-    sample_rate: float = 100.0
+    sampling_rate: float = 100.0
     hidden_size: int = 240
     num_hidden_layers: int = 6
     num_attention_heads: int = 12
@@ -175,7 +187,7 @@ class WaveformTowerConfig:
                 f"{sec} config: conv_dim, conv_kernel and conv_stride must have the same non-zero length; "
                 f"got {len(self.conv_dim)}, {len(self.conv_kernel)}, {len(self.conv_stride)}"
             )
-        _check_positive(sec, in_chans=self.in_chans, sample_rate=self.sample_rate, hidden_size=self.hidden_size,
+        _check_positive(sec, in_chans=self.in_chans, sampling_rate=self.sampling_rate, hidden_size=self.hidden_size,
                         num_hidden_layers=self.num_hidden_layers, num_attention_heads=self.num_attention_heads,
                         intermediate_size=self.intermediate_size)
         if self.hidden_size % self.num_attention_heads:
@@ -223,7 +235,7 @@ class SeisBindConfig:
         if isinstance(self.image, dict):
             self.image = _from_dict(ImageTowerConfig, self.image, "image tower")
         if isinstance(self.waveform, dict):
-            self.waveform = _from_dict(WaveformTowerConfig, self.waveform, "waveform tower")
+            self.waveform = _from_dict(WaveformTowerConfig, _legacy_waveform_keys(self.waveform), "waveform tower")
         if self.loss not in LOSS_TYPES:
             raise ValueError(f"model config: loss must be one of {LOSS_TYPES}; got {self.loss!r}")
         _check_positive("model", embed_dim=self.embed_dim, max_logit_scale=self.max_logit_scale)
@@ -254,6 +266,9 @@ def merge_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str
     """Return ``base`` updated by ``overrides``, merging nested dicts (tower sections) key by key."""
     out = dict(base)
     for key, value in overrides.items():
+        if key == "waveform" and isinstance(value, dict) and isinstance(out.get(key), dict):
+            # An override in the old name replaces the base's rate, whichever name the base uses.
+            value, out[key] = _legacy_waveform_keys(value), _legacy_waveform_keys(out[key])
         if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = merge_overrides(out[key], value)
         else:

@@ -83,6 +83,18 @@ class SeisBindModel(nn.Module):
         )
 
     @property
+    def sampling_rate(self) -> float:
+        """The waveform rate the model expects, in Hz (SeisBench's attribute name)."""
+        return float(self.config.waveform.sampling_rate)
+
+    @property
+    def component_order(self) -> str | None:
+        """The order of the channels of a station, as SeisBench declares it: "ZNE" for a
+        3-component tower (readers rotate and order records so), None for other channel sets
+        (OpenFWI's five shots are not components)."""
+        return "ZNE" if self.config.waveform.in_chans == 3 else None
+
+    @property
     def modalities(self) -> tuple[str, ...]:
         """The modalities this model encodes."""
         return tuple(self.trunks.keys())

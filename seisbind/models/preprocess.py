@@ -119,7 +119,7 @@ def validate_waveforms(
     if samples < need:
         raise ValueError(
             f"waveforms must have at least {need} samples (the feature encoder's receptive field, "
-            f"{need / config.sample_rate:.3g} s at {config.sample_rate:g} Hz); got {samples}"
+            f"{need / config.sampling_rate:.3g} s at {config.sampling_rate:g} Hz); got {samples}"
         )
     if station_mask is None:
         mask = torch.ones(batch, stations, dtype=torch.bool, device=waveforms.device)

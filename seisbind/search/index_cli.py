@@ -111,7 +111,7 @@ def query(
     model, _ = load_model(model_spec)
     with torch.no_grad():
         if waveform:
-            arr = load_query_waveform(waveform, float(model.config.waveform.sample_rate), window_seconds, missing, npy_rate)
+            arr = load_query_waveform(waveform, float(model.config.waveform.sampling_rate), window_seconds, missing, npy_rate)
             emb = model.encode_waveform(torch.from_numpy(arr)[None]).numpy()
         else:
             arr = np.load(image, allow_pickle=False)

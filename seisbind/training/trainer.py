@@ -97,10 +97,10 @@ def _check_data(rows, model, split: str, path: str) -> None:
             f"model_overrides.image.dynamic_img_size=true), or generate with --image-size {cfg.image.img_hw[0]}"
         )
     rate = first.get("sampling_rate")
-    if rate is not None and abs(float(rate) - cfg.waveform.sample_rate) > 1e-6:
+    if rate is not None and abs(float(rate) - cfg.waveform.sampling_rate) > 1e-6:
         raise ValueError(f"{path} ({split}) is sampled at {float(rate):g} Hz but the waveform tower expects "
-                         f"{cfg.waveform.sample_rate:g} Hz; resample the data or set "
-                         f"model_overrides.waveform.sample_rate")
+                         f"{cfg.waveform.sampling_rate:g} Hz; resample the data or set "
+                         f"model_overrides.waveform.sampling_rate")
 
 
 def _resolve_resume(resume: str, root: Path, log) -> Path | None:
@@ -184,7 +184,7 @@ def train(config: TrainConfig) -> TrainResult:
         if len(rows) == 0:
             raise ValueError(f"{config.data} has no {split!r} rows")
         _check_data(rows, model, split, config.data)
-    rate = model.config.waveform.sample_rate
+    rate = model.config.waveform.sampling_rate
     augment = WaveformAugment(tuple(config.amplitude_scale), tuple(config.noise_level),
                               int(round(config.max_time_shift_s * rate)))
     dataset = PairDataset(train_rows, config.seed, config.min_stations, config.max_stations, augment,
