@@ -56,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_flush_denormal(True)
     try:
         return int(module.run(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        # Bad input is reported as one clear line, not a traceback.
+    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as err:
+        # Bad input (or a missing optional dependency, such as FAISS) is one clear line, not a traceback.
         print(f"seisbind {args._name}: error: {err}", file=sys.stderr)
         return 2
 

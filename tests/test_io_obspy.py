@@ -14,9 +14,11 @@ from seisbind.io.components import choose_components
 from seisbind.io.embeddings import EmbeddingWriter, embedding_matrix, read_embeddings
 from seisbind.io.encode import BatchEncoder
 from seisbind.io.obspy_streams import (
+    check_sampling_rate,
     iter_windows,
     prepare_stream,
     read_stream,
+    resample_array,
     window_bounds,
     window_fields,
 )
@@ -87,6 +89,33 @@ def test_resampling_keeps_the_band_and_removes_what_would_alias():
     expected = np.sin(2 * np.pi * 3 * np.arange(2000) / 100.0)
     inner = slice(200, -200)  # away from the filter's edges
     assert np.max(np.abs(rec.data[0, inner] - expected[inner])) < 0.02
+
+
+def test_one_rate_policy_for_streams_and_arrays():
+    """Upsampling beyond MAX_UPSAMPLING (2x) is refused on every path unless allowed; downsampling
+    and 2x pass; the original rate is kept on the record; arrays of any leading shape resample."""
+    def stream(rate, seconds=40):
+        n = int(seconds * rate)
+        return obspy.Stream([obspy.Trace(np.sin(np.arange(n) / rate).astype(np.float64),
+                                         {"network": "CH", "station": "BALST", "channel": f"LH{c}", "sampling_rate": rate})
+                             for c in "ZNE"])  # fmt: skip
+
+    with pytest.raises(InputError, match=r"a 1 Hz record would be upsampled 100x .* pass --max-upsampling 100"):
+        prepare_stream(stream(1.0, 400), 100.0, source="balst.mseed")
+    with pytest.raises(InputError, match="upsampled 2.01x"):
+        check_sampling_rate(49.75, 100.0, "x")
+    (rec,) = prepare_stream(stream(1.0, 400), 100.0, max_upsampling=100).records  # forced
+    assert rec.source_sampling_rate == 1.0 and rec.sampling_rate == 100.0
+    assert prepare_stream(stream(50.0), 100.0).records[0].source_sampling_rate == 50.0  # 2x is allowed
+    for bad in (0.0, -5.0, float("nan")):
+        with pytest.raises(InputError, match="cannot be resampled"):
+            check_sampling_rate(bad, 100.0, "x")
+    x = np.random.default_rng(0).standard_normal((4, 3, 1001)).astype(np.float32)  # (stations, channels, time)
+    y = resample_array(x, 500.0, 100.0)
+    assert y.shape == (4, 3, 201)
+    np.testing.assert_allclose(y[2, 1], resample_array(x[2, 1][None], 500.0, 100.0)[0])
+    with pytest.raises(InputError, match="upsampled 5x"):
+        resample_array(x, 20.0, 100.0)
 
 
 def test_component_rules_z12_and_zrt():

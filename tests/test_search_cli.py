@@ -98,7 +98,7 @@ def test_obspy_bundled_real_example_queries(setup, capsys):
 
 @pytest.mark.parametrize(
     "kind, message",
-    [("missing", "missing"), ("nan", "NaN"), ("rate", "cannot be resampled")],
+    [("missing", "missing"), ("nan", "NaN"), ("rate", "upsampled 5x to the model's 100 Hz, more than the 2x allowed")],
 )
 def test_bad_query_files_get_clear_errors(setup, capsys, kind, message):
     main(["index", "build", "--embeddings", str(setup / "train.parquet"), "--out", str(setup / "ix3")])
@@ -110,6 +110,24 @@ def test_bad_query_files_get_clear_errors(setup, capsys, kind, message):
                "--waveform", str(path), "--window-seconds", "2"])  # fmt: skip
     assert rc == 2
     assert message in capsys.readouterr().err
+
+
+def test_npy_queries_at_other_rates_follow_the_one_rate_policy(setup, capsys):
+    """A 500 Hz .npy query is resampled (it once failed on a stations/channels mix-up); a rate of 0
+    is refused, not taken as the model's; a 20 Hz one is refused unless --max-upsampling allows it."""
+    main(["index", "build", "--embeddings", str(setup / "train.parquet"), "--out", str(setup / "ix6")])
+    w = load_paired(setup / "data", "train")[0]["waveforms"][0].numpy()  # (stations, 3, T) at 100 Hz
+    fast = np.repeat(w, 5, axis=-1)  # 500 Hz
+    np.save(setup / "q500.npy", fast)
+    base = ["index", "query", "--index", str(setup / "ix6"), "--model", str(setup / "model"), "--k", "2"]
+    assert main([*base, "--waveform", str(setup / "q500.npy"), "--npy-sampling-rate", "500"]) == 0
+    capsys.readouterr()
+    assert main([*base, "--waveform", str(setup / "q500.npy"), "--npy-sampling-rate", "0"]) == 2
+    assert "sampling rate 0.0 Hz cannot be resampled" in capsys.readouterr().err
+    np.save(setup / "q20.npy", w[..., ::5])
+    assert main([*base, "--waveform", str(setup / "q20.npy"), "--npy-sampling-rate", "20"]) == 2
+    assert "pass --max-upsampling 5 to force it" in capsys.readouterr().err
+    assert main([*base, "--waveform", str(setup / "q20.npy"), "--npy-sampling-rate", "20", "--max-upsampling", "5"]) == 0
 
 
 def test_index_refuses_another_models_queries(setup, capsys):

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from seisbind.io.components import MISSING_MODES
-from seisbind.io.obspy_streams import GAP_MODES, GROUP_MODES, WAVEFORM_FORMATS
+from seisbind.io.obspy_streams import GAP_MODES, GROUP_MODES, MAX_UPSAMPLING, WAVEFORM_FORMATS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,6 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="gaps and overlaps: refuse the file, fill (interpolate) or split into contiguous parts")
     p.add_argument("--group", choices=GROUP_MODES, default="station",
                    help="one embedding per station window, or per time window over all stations of a file")
+    p.add_argument("--max-upsampling", type=float, default=MAX_UPSAMPLING,
+                   help="refuse records that must be upsampled more than this factor to the model's rate "
+                        f"(default {MAX_UPSAMPLING:g}; a 1 Hz channel would need 100)")
     p.add_argument("--inventory", metavar="STATIONXML", help="orientations to rotate Z12 channels to ZNE")
     p.add_argument("--format", type=str.upper, choices=tuple(WAVEFORM_FORMATS), metavar="FORMAT",
                    help="read every file as this format (any case; also unpacks gzip/zip/tar files of it): "
@@ -88,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"model {args.model} takes {model.config.waveform.in_chans} waveform channels, not Z, N, E")
     options = {"window_seconds": args.window_seconds, "stride_seconds": args.stride_seconds or args.window_seconds,
                "missing": args.missing, "gaps": args.gaps, "group": args.group, "sampling_rate": rate,
+               "max_upsampling": args.max_upsampling,
                "inventory": args.inventory}  # fmt: skip
     fields = window_fields()
     if dataset is not None:
@@ -106,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
             for path in tqdm(files, desc="files", unit="file", disable=args.no_progress):
                 with job.guard(path):
                     stream = read_stream(path, format=args.format)
-                    prepared = prepare_stream(stream, rate, args.missing, args.gaps, inventory, source=path)
+                    prepared = prepare_stream(stream, rate, args.missing, args.gaps, inventory, source=path,
+                                              max_upsampling=args.max_upsampling)
                     for item in windows(prepared):
                         encoder.add(item.data, item.id, item.meta)
                     for note in prepared.notes:
@@ -127,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
                 with job.guard(label):
                     stream, row = trace_stream(dataset, index, args.seisbench)
                     label = f"{args.seisbench}|{trace_label(row, index)}"
-                    prepared = prepare_stream(stream, rate, args.missing, "refuse", inventory, source=label)
+                    prepared = prepare_stream(stream, rate, args.missing, "refuse", inventory, source=label,
+                                              max_upsampling=args.max_upsampling)
                     extra = row_metadata(row, sb_fields)
                     for item in windows(prepared):
                         encoder.add(item.data, item.id, {**item.meta, "file": str(args.seisbench), **extra})

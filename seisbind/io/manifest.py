@@ -112,8 +112,8 @@ def _int(row: dict, key: str, default: int | None) -> int | None:
 class _Sources:
     """Opened files shared by rows: SEG-Y surveys, the last section, the last prepared stream."""
 
-    def __init__(self, rate: float, missing: str, gaps: str) -> None:
-        self.rate, self.missing, self.gaps = rate, missing, gaps
+    def __init__(self, rate: float, missing: str, gaps: str, max_upsampling: float = 2.0) -> None:
+        self.rate, self.missing, self.gaps, self.max_upsampling = rate, missing, gaps, max_upsampling
         self.surveys: dict[Path, Any] = {}
         self.section_key: tuple | None = None
         self.section = None
@@ -140,7 +140,8 @@ class _Sources:
 
         if path != self.stream_key:
             self.prepared = None
-            self.prepared = prepare_stream(read_stream(path), self.rate, self.missing, self.gaps, source=str(path))
+            self.prepared = prepare_stream(read_stream(path), self.rate, self.missing, self.gaps, source=str(path),
+                                           max_upsampling=self.max_upsampling)
             self.stream_key = path
         return self.prepared
 
@@ -229,7 +230,7 @@ def _waveforms(sources: _Sources, path: Path, row: dict, n: int) -> tuple[np.nda
         src_rate = float(row["waveform_sampling_rate"]) if not _blank(row.get("waveform_sampling_rate")) else rate
         from seisbind.io.obspy_streams import resample_array
 
-        data = resample_array(arr.reshape(-1, arr.shape[-1]), src_rate, rate).reshape(arr.shape[0], 3, -1)
+        data = resample_array(arr, src_rate, rate, sources.max_upsampling, where=str(path))
         offset = 0.0 if _blank(start_value) else float(start_value)
         k0 = round(offset * rate)
         if k0 < 0 or k0 + n > data.shape[-1]:
@@ -310,6 +311,7 @@ def convert_manifest(
     n_stations: int | None = None,
     missing: str = "fill",
     gaps: str = "refuse",
+    max_upsampling: float = 2.0,
     chunk_size: int = 64,
     seed: int = 0,
     progress: bool = True,
@@ -346,7 +348,7 @@ def convert_manifest(
     base = manifest.parent
     n_samples = window_samples(window_seconds, sampling_rate)
     job = BatchJob("manifest row", log=log)
-    sources = _Sources(float(sampling_rate), missing, gaps)
+    sources = _Sources(float(sampling_rate), missing, gaps, max_upsampling)
     try:
         # Pass 1: every referenced file exists and has a usable shape; the dataset's sizes.
         size = (image_size, image_size) if isinstance(image_size, int) else image_size

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from seisbind.io.components import MISSING_MODES
-from seisbind.io.obspy_streams import GAP_MODES
+from seisbind.io.obspy_streams import GAP_MODES, MAX_UPSAMPLING
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -27,6 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window-seconds", type=float, default=30.0,
                    help="waveform window, s: round(s * rate) + 1 samples (default 30)")
     p.add_argument("--sampling-rate", type=float, default=100.0, help="dataset sample rate, Hz (default 100, SeisLM's)")
+    p.add_argument("--max-upsampling", type=float, default=MAX_UPSAMPLING,
+                   help=f"refuse records that must be upsampled more than this factor (default {MAX_UPSAMPLING:g})")
     p.add_argument("--stations", type=int, help="stations per row (default: the most any row has; fewer are padded)")
     p.add_argument("--missing", choices=MISSING_MODES, default="fill", help="a missing component: fill or refuse")
     p.add_argument("--gaps", choices=GAP_MODES, default="refuse", help="gaps in miniSEED: refuse, fill or split")
@@ -47,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         n_stations=args.stations,
         missing=args.missing,
         gaps=args.gaps,
+        max_upsampling=args.max_upsampling,
         chunk_size=args.chunk_size,
         seed=args.seed,
         progress=not args.no_progress,

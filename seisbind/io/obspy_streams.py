@@ -51,6 +51,8 @@ GROUP_MODES = ("station", "stream")
 ANTIALIAS_FRACTION = 0.8  # low-pass corner as a fraction of the new Nyquist frequency
 LANCZOS_A = 20
 MIN_WINDOW_FRACTION = 0.5  # records shorter than this fraction of a window are skipped
+# A record may be upsampled to the model's rate by at most this factor (see check_sampling_rate).
+MAX_UPSAMPLING = 2.0
 _ON_GRID = 1e-3  # samples: closer than this to the grid counts as on it (no interpolation)
 _KNOWN_CODES = set("ZNE12RT")
 
@@ -342,11 +344,12 @@ def prepare_stream(
     gaps: str = "refuse",
     inventory=None,
     source: str | None = None,
+    max_upsampling: float = MAX_UPSAMPLING,
 ) -> PreparedStream:
     """Every instrument of ``stream`` as a :class:`StationRecord` at ``sampling_rate`` on one grid.
 
     ``inventory`` (an ObsPy ``Inventory``) supplies orientations to rotate Z12 to ZNE. Problems
-    (mismatched rates, refused gaps or components, non-finite samples) raise :class:`InputError`
+    (mismatched rates, a rate that would be upsampled more than ``max_upsampling``, refused gaps or components, non-finite samples) raise :class:`InputError`
     naming ``source`` and the station; instruments with no seismometer components are left out
     and noted.
     """
@@ -370,6 +373,7 @@ def prepare_stream(
         choice = choose_components(by_code, missing=missing, where=where)
         used = [c for c in choice.codes if c is not None]
         src_rate = _check_rates([tr for c in used for tr in by_code[c]], where)
+        check_sampling_rate(src_rate, float(sampling_rate), where, max_upsampling)
         pieces = {c: _contiguous(by_code[c], gaps, source) for c in used}
         spans = _intersect([[(p.stats.starttime, p.stats.endtime) for p in pieces[c]] for c in used])
         if not spans:
@@ -475,19 +479,40 @@ def window_fields():
     ]  # fmt: skip
 
 
-def resample_array(data: np.ndarray, source_rate: float, rate: float) -> np.ndarray:
-    """Resample (channels, n) samples from ``source_rate`` to ``rate`` with the same anti-alias
-    filter and interpolation as streams; the first sample stays where it is."""
+def check_sampling_rate(source_rate: float, rate: float, where: str, max_upsampling: float = MAX_UPSAMPLING) -> None:
+    """The one sampling-rate policy of every reading path (files, streams, .npy, manifests).
+
+    A rate must be finite and positive; a record may be upsampled to the model's ``rate`` by at
+    most ``max_upsampling`` (2 by default: it must carry at least half the band the model reads;
+    a 1 Hz LH channel made 100 Hz is 99 % interpolation). Downsampling is always allowed (ObsPy's
+    anti-alias filter runs first)."""
+    if not (math.isfinite(source_rate) and source_rate > 0):
+        raise InputError(f"{where}: sampling rate {source_rate} Hz cannot be resampled (it must be positive)")
+    if rate / source_rate > max_upsampling * (1 + 1e-9):
+        raise InputError(
+            f"{where}: a {source_rate:g} Hz record would be upsampled {rate / source_rate:.3g}x to the model's "
+            f"{rate:g} Hz, more than the {max_upsampling:g}x allowed (it carries nothing above "
+            f"{source_rate / 2:g} Hz; the model reads up to {rate / 2:g} Hz); pass --max-upsampling "
+            f"{math.ceil(rate / source_rate)} to force it"
+        )
+
+
+def resample_array(data: np.ndarray, source_rate: float, rate: float, max_upsampling: float = MAX_UPSAMPLING,
+                   where: str = "array") -> np.ndarray:
+    """Resample (..., n) samples (any leading axes: channels, stations) from ``source_rate`` to
+    ``rate`` with the same anti-alias filter and interpolation as streams; the first sample stays
+    where it is. Rates are checked by :func:`check_sampling_rate`."""
     from obspy import Trace, UTCDateTime
 
     data = np.asarray(data)
-    if not (source_rate > 0 and rate > 0):
-        raise ValueError(f"sampling rates must be positive, got {source_rate} and {rate}")
+    check_sampling_rate(float(source_rate), float(rate), where, max_upsampling)
     if abs(source_rate - rate) <= 1e-9 * rate:
         return data.astype(np.float32)
     n_out = math.floor((data.shape[-1] - 1) * rate / source_rate + 1e-9) + 1
     t0 = UTCDateTime(0)
-    return np.stack(
+    rows = data.reshape(-1, data.shape[-1])
+    out = np.stack(
         [_onto_grid(Trace(np.asarray(x, np.float64), {"sampling_rate": source_rate, "starttime": t0}), rate, t0, n_out)
-         for x in data]
+         for x in rows]
     )  # fmt: skip
+    return out.reshape(*data.shape[:-1], n_out)

@@ -29,7 +29,7 @@ def import_faiss():
     """The ``faiss`` module, or a one-line error saying which extra provides it (seisbind depends on
     neither faiss-cpu nor faiss-gpu, so that exactly one of them is installed)."""
     try:
-        faiss = import_faiss()
+        import faiss
     except ImportError:
         raise ImportError("FAISS is not installed: pip install 'seisbind[cpu]' (faiss-cpu) or "
                           "'seisbind[gpu]' (faiss-gpu-cu12)") from None

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seisbind.io.obspy_streams import MAX_UPSAMPLING
 from seisbind.modalities import ModalityType
 
 
@@ -50,7 +51,8 @@ def build(embeddings: str, out: str, modality: str = ModalityType.IMAGE, kind: s
     return index.save(out), index
 
 
-def load_query_waveform(path: str, rate: float, window_seconds: float, missing: str, npy_rate: float | None) -> np.ndarray:
+def load_query_waveform(path: str, rate: float, window_seconds: float, missing: str, npy_rate: float | None,
+                        max_upsampling: float = MAX_UPSAMPLING) -> np.ndarray:
     """(stations, 3, T) at the model's ``rate`` from a waveform file of an allow-listed format (``obspy_streams.read_stream``), or a ``.npy`` array."""
     from seisbind.io.batch import InputError
     from seisbind.io.obspy_streams import iter_windows, prepare_stream, read_stream, resample_array
@@ -62,28 +64,14 @@ def load_query_waveform(path: str, rate: float, window_seconds: float, missing: 
             raise ValueError(f"{path}: a .npy query must be (3, T) or (stations, 3, T) in ZNE order, got {arr.shape}")
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"{path}: NaN or infinite samples")
-        source_rate = npy_rate or rate
-        check_rate(source_rate, rate, path)
-        return resample_array(arr.astype(np.float32), source_rate, rate) if source_rate != rate else arr.astype(np.float32)
+        source_rate = rate if npy_rate is None else float(npy_rate)  # 0 is refused, not taken as the default
+        return resample_array(arr.astype(np.float32), source_rate, rate, max_upsampling, where=path)
     stream = read_stream(path)
-    for tr in stream:
-        check_rate(float(tr.stats.sampling_rate), rate, f"{path}: {tr.id}")
-    prepared = prepare_stream(stream, rate, missing=missing, source=path)
+    prepared = prepare_stream(stream, rate, missing=missing, source=path, max_upsampling=max_upsampling)
     items = list(iter_windows(prepared, window_seconds, group="stream"))
     if not items:
         raise InputError(f"{path}: no window of {window_seconds} s with every station present")
     return items[0].data
-
-
-def check_rate(source_rate: float, rate: float, where: str) -> None:
-    """Refuse rates that cannot become the model's: non-positive, or too low to carry its band."""
-    if not np.isfinite(source_rate) or source_rate <= 0:
-        raise ValueError(f"{where}: sampling rate {source_rate} Hz cannot be resampled")
-    if source_rate < rate / 2:
-        raise ValueError(
-            f"{where}: a {source_rate:g} Hz record cannot be resampled to the model's {rate:g} Hz "
-            f"(it carries nothing above {source_rate / 2:g} Hz; the model expects up to {rate / 2:g} Hz)"
-        )
 
 
 def query(
@@ -95,6 +83,7 @@ def query(
     window_seconds: float = 30.0,
     missing: str = "refuse",
     npy_rate: float | None = None,
+    max_upsampling: float = MAX_UPSAMPLING,
 ):
     """Embed the query, search, and return ``(query array, scores, metadata rows, index)``."""
     import torch
@@ -111,7 +100,7 @@ def query(
     model, _ = load_model(model_spec)
     with torch.no_grad():
         if waveform:
-            arr = load_query_waveform(waveform, float(model.config.waveform.sampling_rate), window_seconds, missing, npy_rate)
+            arr = load_query_waveform(waveform, model.sampling_rate, window_seconds, missing, npy_rate, max_upsampling)
             emb = model.encode_waveform(torch.from_numpy(arr)[None]).numpy()
         else:
             arr = np.load(image, allow_pickle=False)
@@ -187,6 +176,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q.add_argument("--window-seconds", type=float, default=30.0, help="query window taken from the file's start")
     q.add_argument("--missing", default="refuse", choices=("refuse", "fill"), help="a missing component: refuse, or fill as SeisLM does")
     q.add_argument("--npy-sampling-rate", type=float, help="sampling rate of a .npy query (default: the model's)")
+    q.add_argument("--max-upsampling", type=float, default=MAX_UPSAMPLING,
+                   help="refuse a query that must be upsampled more than this factor to the model's rate "
+                        f"(default {MAX_UPSAMPLING:g})")
     q.add_argument("--png", help="write a panel of the query and its top-k results")
 
 
@@ -202,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"indexed {index.info['count']} {args.modality} embeddings ({index.info['factory']}) in {path}")
             return 0
         arr, scores, hits, _ = query(args.index, args.model, args.waveform, args.image, args.k, args.window_seconds,
-                                     args.missing, args.npy_sampling_rate)  # fmt: skip
+                                     args.missing, args.npy_sampling_rate, args.max_upsampling)  # fmt: skip
     except InputError as err:
         print(f"seisbind index: error: {err}", file=sys.stderr)
         return 2
