@@ -119,8 +119,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"| {rank} | {score:.3f} | geology {hit['geology_id']} | {hit['family']}{mark} |")
     total = time.perf_counter() - start
     best = f"{result.best_metric:.3f} at step {result.best_step}" if result.best_metric is not None else "not measured"
+    stages = ", ".join(f"{k} {v:.0f} s" for k, v in results["stage_seconds"].items())
     print(
         "\ntimes: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + f"; total {total / 60:.1f} min"
+        f"\nevaluation stages: {stages}"
         f"\ntrained {result.step} steps; best validation recall@1 {best}"
         f"\nfigures: {out / 'results.json'}, plots in {out / 'plots'}, query panel {png}, model {model_dir}, "
         f"index {out / 'index'}, data {report.out_dir}"

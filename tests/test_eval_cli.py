@@ -56,6 +56,10 @@ def test_eval_cli_writes_json_tables_and_plots(tmp_path):
                 "gather CNN"}  # fmt: skip
     assert set(results["retrieval"]) == expected
     assert results["gather_cnn"]["steps"] == 2 and results["gather_cnn"]["budget"]["steps"] == 2
+    stages = results["stage_seconds"]
+    assert list(stages) == ["embed splits", "CCA baseline", "spectrogram baseline", "gather CNN", "zero-shot and probes",
+                            "plots"]
+    assert all(v >= 0 for v in stages.values()) and sum(stages.values()) <= results["seconds"]
     for r in results["retrieval"].values():
         w2i, i2w = r["waveform_to_image"], r["image_to_waveform"]
         assert w2i["gallery_size"] == n_test and w2i["queries"] == n_wave

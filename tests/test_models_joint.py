@@ -198,3 +198,33 @@ def test_create_model_loads_checkpoints_by_path(tmp_path):
     model = create_model("tiny", image_checkpoint=tmp_path / "sfm.pth", waveform_checkpoint=tmp_path / "seislm.ckpt")
     assert torch.equal(model.trunks["image"].blocks[0].attn.qkv.weight, img_w["blocks.0.attn.qkv.weight"])
     assert torch.equal(model.trunks["waveform"].wav2vec2.encoder.layer_norm.weight, wav_w["encoder.layer_norm.weight"])
+
+
+def test_non_finite_weights_are_refused_at_load_and_embeddings_are_checked(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    model = create_model("tiny")
+    folder = model.save_pretrained(tmp_path / "m")
+    state = load_file(str(folder / "model.safetensors"))
+    key = next(k for k in state if k.startswith("trunks.image"))
+    state[key][..., 0] = float("nan")
+    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=r"non-finite \(NaN or infinite\) weights in 1 tensor"):
+        SeisBindModel.from_pretrained(folder)
+    with torch.no_grad():
+        model.heads["image"].proj.weight.fill_(float("inf"))
+        with pytest.raises(ValueError, match="image tower produced non-finite embeddings"):
+            model.encode_image(torch.randn(1, 1, 64, 64))
+        # Near float32's limit, and float64 beyond it, sections still embed.
+        fresh = create_model("tiny").eval()
+        x = torch.randn(1, 1, 64, 64)
+        assert torch.allclose(fresh.encode_image(x / x.abs().max() * 3e38), fresh.encode_image(x), atol=1e-5)
+        assert torch.isfinite(fresh.encode_image(x.double() * 1e40)).all()
+
+
+def test_waveforms_beyond_float32_range_embed_like_any_others():
+    model = create_model("tiny").eval()
+    x = torch.randn(1, 3, 3, 300, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.allclose(model.encode_waveform(x * 1e40), model.encode_waveform(x.float()), atol=1e-4)
+        assert torch.allclose(model.encode_waveform(x.float() * 1e-30), model.encode_waveform(x.float()), atol=1e-4)

@@ -130,6 +130,26 @@ def test_npy_queries_at_other_rates_follow_the_one_rate_policy(setup, capsys):
     assert main([*base, "--waveform", str(setup / "q20.npy"), "--npy-sampling-rate", "20", "--max-upsampling", "5"]) == 0
 
 
+def test_index_refuses_a_query_by_other_weights_of_the_same_architecture(setup, capsys):
+    from seisbind.io.encode import weights_sha256
+    from seisbind.models.joint import SeisBindModel
+
+    main(["index", "build", "--embeddings", str(setup / "train.parquet"), "--modality", "waveform", "--out", str(setup / "ix7")])
+    model = SeisBindModel.from_pretrained(setup / "model")
+    assert weights_sha256(model) == weights_sha256(SeisBindModel.from_pretrained(setup / "model"))
+    assert weights_sha256(create_model("tiny")) != weights_sha256(create_model("tiny"))  # two random inits
+    with torch.no_grad():
+        model.logit_scale.log_scale.add_(0.01)  # one number changed: same config, other weights
+    model.save_pretrained(setup / "retrained")
+    np.save(setup / "img7.npy", np.random.default_rng(0).random((64, 64)))
+    base = ["index", "query", "--index", str(setup / "ix7"), "--image", str(setup / "img7.npy"), "--k", "2"]
+    capsys.readouterr()
+    assert main([*base, "--model", str(setup / "retrained")]) == 2
+    assert "same architecture, other weights" in capsys.readouterr().err
+    assert main([*base, "--model", str(setup / "retrained"), "--allow-other-weights"]) == 0
+    assert main([*base, "--model", str(setup / "model")]) == 0
+
+
 def test_index_refuses_another_models_queries(setup, capsys):
     main(["index", "build", "--embeddings", str(setup / "train.parquet"), "--out", str(setup / "ix4")])
     other = setup / "other-model"

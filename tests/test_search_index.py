@@ -71,6 +71,24 @@ def test_save_load_round_trip_and_refusals(tmp_path):
         EmbeddingIndex.load(tmp_path / "ix")
 
 
+def test_an_index_refuses_swapped_vectors_and_other_weights(tmp_path):
+    """Vectors swapped for another index's of the same size and layout are refused by their hash;
+    a query by other weights of the same architecture is refused unless allowed."""
+    x, y = clustered_unit_vectors(300, seed=1), clustered_unit_vectors(300, seed=2)
+    EmbeddingIndex.build(x, meta(300), "cfg", kind="flat", model_weights_sha256="weights-a").save(tmp_path / "a")
+    EmbeddingIndex.build(y, meta(300), "cfg", kind="flat", model_weights_sha256="weights-a").save(tmp_path / "b")
+    good = EmbeddingIndex.load(tmp_path / "a")
+    (tmp_path / "a" / "index.faiss").write_bytes((tmp_path / "b" / "index.faiss").read_bytes())
+    with pytest.raises(ValueError, match=r"index.faiss does not match the one the index was built with"):
+        EmbeddingIndex.load(tmp_path / "a")
+    with pytest.raises(ValueError, match=r"weights hash weights-b.*same architecture, other weights"):
+        good.search(x[:1], 3, model_config_sha256="cfg", model_weights_sha256="weights-b")
+    scores, rows = good.search(x[:1], 3, model_config_sha256="cfg", model_weights_sha256="weights-b",
+                               allow_other_weights=True)
+    assert rows[0, 0] == 0
+    assert good.search(x[:1], 3, model_config_sha256="cfg", model_weights_sha256="weights-a")[1][0, 0] == 0
+
+
 def test_build_refuses_bad_input():
     x = clustered_unit_vectors(10)
     with pytest.raises(ValueError, match="metadata rows"):

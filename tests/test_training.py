@@ -295,6 +295,29 @@ def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tiny_data, tmp_pa
     assert reference.loss == pytest.approx(final_killed["train/loss"], abs=1e-6)
 
 
+def test_resume_logs_the_same_loss_means_and_a_finished_run_keeps_its_final_metrics(tiny_data, tmp_path):
+    """Log lines average log_every steps across a resume (the window is checkpointed); resuming a
+    finished run, or one killed after its last checkpoint, keeps final-model's metrics."""
+    import shutil
+
+    common = dict(max_steps=12, save_every=3, eval_every=6, log_every=5, keep_last=4, seed=4)
+    whole = tmp_path / "whole"
+    train(tiny_config(tiny_data, whole, **common))
+    final_info = json.loads((whole / "final-model" / "training.json").read_text())
+    assert final_info["metrics"]["wave_to_image_mean_rank"] > 0
+    # A run killed after step 7: its checkpoints past step 6 and its final model never happened.
+    cut = tmp_path / "cut"
+    shutil.copytree(whole, cut)
+    for name in ("step-00000009", "step-00000012"):
+        shutil.rmtree(cut / "checkpoints" / name)
+    shutil.rmtree(cut / "final-model")
+    train(tiny_config(tiny_data, cut, resume="latest", **common))
+    assert metrics_at(cut, 10)["train/loss"] == pytest.approx(metrics_at(whole, 10)["train/loss"], abs=1e-6)
+    # Resuming the finished run runs no step and leaves final-model's record as it was.
+    train(tiny_config(tiny_data, whole, resume="latest", **common))
+    assert json.loads((whole / "final-model" / "training.json").read_text()) == final_info
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -138,8 +138,18 @@ def evaluate(
     for s, ds in data.items():
         if len(ds) < 2:
             raise ValueError(f"split {s!r} of {data_dir} has {len(ds)} geologies; evaluation needs at least 2 in each split")
+    stages: dict[str, float] = {}  # wall time of each stage, so a slow evaluation says where it went
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        stages[name] = now - clock
+        clock = now
+
     after_emb = {s: embed_split(model, ds, batch_size, progress, f"trained model, {s}") for s, ds in data.items()}
     before_emb = {s: embed_split(before, ds, batch_size, progress, f"untrained model, {s}") for s, ds in data.items()}
+    lap("embed splits")
     test = after_emb[split]
     positives = test.positives()
 
@@ -151,12 +161,14 @@ def evaluate(
     raw_train, raw_test = baselines.raw_features(data["train"]), baselines.raw_features(data[split])
     cca_sim = baselines.cca_similarity(raw_train, after_emb["train"].waveform_geology, raw_test)
     retrieval["CCA on PCA of raw data"] = retrieval_both_ways(cca_sim, positives)
+    lap("CCA baseline")
     spectro_sim = None
     if baseline_steps > 0:
         spectro = baselines.SpectrogramBaseline(model.config, steps=baseline_steps, seed=seed)
         spectro.fit(data["train"])
         spectro_sim = spectro.similarity(data[split])
         retrieval["spectrogram image tower"] = retrieval_both_ways(spectro_sim, positives)
+        lap("spectrogram baseline")
     gather_sim, gather_info = None, None
     if gather_budget is not None:
         gather = GatherCNNBaseline(**gather_budget, seed=seed, image_config=model.config.image)
@@ -164,6 +176,7 @@ def evaluate(
         gather_sim = gather.similarity(data[split])
         retrieval[GATHER_CNN] = retrieval_both_ways(gather_sim, positives)
         gather_info = gather.fit_info
+        lap("gather CNN")
 
     results = {
         "model": str(model_dir),
@@ -183,6 +196,7 @@ def evaluate(
         "baseline_steps": baseline_steps,
         "gather_cnn": gather_info,  # budget, steps done, seconds, pairs/s; None when skipped
     }
+    lap("zero-shot and probes")
     if plots_dir is not None:
         pdir = Path(plots_dir)
         pdir.mkdir(parents=True, exist_ok=True)
@@ -198,7 +212,9 @@ def evaluate(
             str(plots.similarity_heatmap(test.waveform @ test.image.T, test.waveform_geology, pdir / "similarity.png")),
             str(plots.joint_space_map(test.image, test.waveform, test.image_labels["family"], test.waveform_labels["family"], pdir / "joint_space_tsne.png", seed)),
         ]  # fmt: skip
+        lap("plots")
     results["seconds"] = time.perf_counter() - start
+    results["stage_seconds"] = stages
     return results
 
 

@@ -9,8 +9,8 @@ file that looks finished.
 The Parquet schema metadata records which model made the embeddings, so an index built later
 (issue 7) can refuse to mix spaces: ``seisbind.model_config_sha256`` (sha256 of the model's config
 JSON, keys sorted), ``seisbind.model_config``, ``seisbind.model`` (what ``--model`` named),
-``seisbind.weights`` (``pretrained`` or ``random``), ``seisbind.weights_sha256`` (of
-``model.safetensors``, empty for random weights), ``seisbind.embed_dim``, ``seisbind.modality``,
+``seisbind.weights`` (``pretrained`` or ``random``), ``seisbind.weights_sha256``
+(``encode.weights_sha256``: of the weights themselves, random ones too), ``seisbind.embed_dim``, ``seisbind.modality``,
 ``seisbind.version`` and ``seisbind.options`` (JSON of the reader options).
 """
 

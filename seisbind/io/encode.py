@@ -30,6 +30,20 @@ def config_sha256(model) -> str:
     return hashlib.sha256(config_json(model).encode()).hexdigest()
 
 
+def weights_sha256(model) -> str:
+    """sha256 of the model's weights (every state-dict tensor: name, dtype, shape, bytes, in key
+    order): what tells two models of one config apart, such as two random inits or a run's
+    best-model and final-model. The same for a model and its save_pretrained/from_pretrained copy."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
 def file_sha256(path: Path) -> str:
     """sha256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
@@ -41,17 +55,17 @@ def file_sha256(path: Path) -> str:
 
 def load_model(spec: str | os.PathLike, device: str = "cpu"):
     """``(model in eval mode, info dict)`` from a save_pretrained folder or an architecture name."""
-    from seisbind.models.joint import WEIGHTS_NAME, SeisBindModel
+    from seisbind.models.joint import SeisBindModel
 
     path = Path(spec).expanduser()
     if path.is_dir():
         model = SeisBindModel.from_pretrained(path, map_location=device)
-        weights, weights_sha = "pretrained", file_sha256(path / WEIGHTS_NAME)
+        weights = "pretrained"
     else:
         from seisbind.models.factory import create_model
 
         model = create_model(str(spec)).to(device)
-        weights, weights_sha = "random", ""
+        weights = "random"
         warnings.warn(
             f"model {str(spec)!r} is an architecture name: its weights are random, so the embeddings only "
             "test the pipeline. Pass a folder written by save_pretrained for a trained model.",
@@ -62,7 +76,7 @@ def load_model(spec: str | os.PathLike, device: str = "cpu"):
     info = {
         "model": str(spec),
         "weights": weights,
-        "weights_sha256": weights_sha,
+        "weights_sha256": weights_sha256(model),
         "config_json": config_json(model),
         "config_sha256": config_sha256(model),
         "embed_dim": model.config.embed_dim,

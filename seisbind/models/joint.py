@@ -109,7 +109,12 @@ class SeisBindModel(nn.Module):
         prepared = self.preprocessors[modality](inputs, **kwargs)
         tokens = self.trunks[modality](**prepared["trunk"])
         embedding = self.heads[modality](tokens, **prepared["head"])
-        return self.postprocessors[modality](embedding) if normalize else embedding
+        out = self.postprocessors[modality](embedding) if normalize else embedding
+        if not bool(torch.isfinite(out).all()):
+            # Finite inputs should never give this; say so rather than hand NaN to an index.
+            raise ValueError(f"the {modality} tower produced non-finite embeddings for finite inputs: values beyond "
+                             "float32's range after scaling, or non-finite weights")
+        return out
 
     def encode_image(self, images: torch.Tensor | np.ndarray, normalize: bool = True) -> torch.Tensor:
         """Embed seismic sections (batch, in_chans, H, W) -> (batch, embed_dim).
@@ -245,5 +250,9 @@ class SeisBindModel(nn.Module):
         if missing or unexpected or wrong:
             raise ValueError(f"{weights_path} does not match its config: missing {missing}, "
                              f"unexpected {unexpected}, wrong shapes {wrong}")
+        bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if bad:
+            raise ValueError(f"{weights_path} holds non-finite (NaN or infinite) weights in {len(bad)} tensor(s), "
+                             f"e.g. {bad[:3]}: the file is corrupt or comes from a diverged run")
         model.load_state_dict(state, strict=True)
         return model.to(map_location)

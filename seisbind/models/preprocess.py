@@ -162,7 +162,10 @@ def _normalise_channels(waveforms: torch.Tensor, station_mask: torch.Tensor | No
     x.sub_(mean)
     std = torch.linalg.vector_norm(x, dim=-1).div_(math.sqrt(x.shape[-1]))
     nonzero = std[std > 0]
-    if not bool(torch.isfinite(std).all() & torch.isfinite(mean).all()) or (
+    # A zero 2-norm of a trace whose 1-norm is not zero is underflow (values below ~1e-19), not a
+    # flat trace.
+    underflow = bool(((std == 0) & (torch.linalg.vector_norm(x, 1, dim=-1) > 0)).any())
+    if underflow or not bool(torch.isfinite(std).all() & torch.isfinite(mean).all()) or (
             nonzero.numel() and (float(nonzero.min()) < SAFE_RMS[0] or float(nonzero.max()) > SAFE_RMS[1])):
         return _normalise_channels_scaled(waveforms, station_mask)
     # Dead: the spread is rounding of the level (float32 keeps ~7 digits of mean + std).
@@ -188,18 +191,20 @@ def _fill_dead_channels(x: torch.Tensor, live: torch.Tensor) -> torch.Tensor:
 def _normalise_channels_scaled(waveforms: torch.Tensor, station_mask: torch.Tensor | None):
     """:func:`_normalise_channels` for any finite magnitude: each trace is first divided by its
     peak, so no square can overflow or underflow, and the RMS is put back together in log space."""
-    x = waveforms.float()
+    x = waveforms if waveforms.is_floating_point() else waveforms.float()
     if station_mask is not None:
         x = torch.where(station_mask[..., None, None], x, torch.zeros((), dtype=x.dtype, device=x.device))
+    # Divided by its peak in the input's own dtype, so float64 values beyond float32's range survive.
     peak = x.abs().amax(dim=-1, keepdim=True)
-    x = x / torch.where(peak > 0, peak, torch.ones_like(peak))
+    x = (x / torch.where(peak > 0, peak, torch.ones_like(peak))).float()
+    peak = peak.double()
     x = x - x.mean(dim=-1, keepdim=True)
     std = x.std(dim=-1, unbiased=False)  # of the unit-peak trace
     live = std > DEAD_CHANNEL_RTOL
     x = x / torch.where(live, std, torch.ones_like(std))[..., None]
     x = _fill_dead_channels(x, live)
     tiny = torch.finfo(torch.float32).tiny
-    log_rms = torch.log10(std.clamp(min=tiny)) + torch.log10(peak[..., 0].clamp(min=tiny))
+    log_rms = torch.log10(std.clamp(min=tiny)) + torch.log10(peak[..., 0].clamp(min=tiny)).float()
     return x, log_rms, live
 
 

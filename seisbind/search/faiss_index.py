@@ -9,9 +9,11 @@ Inner product on unit vectors is cosine similarity. Kinds (FAISS index-factory s
   vector at 512-d; the choice beyond 5 million, and for memory-bound collections.
 
 A saved index is a folder: ``index.faiss``, ``metadata.parquet`` (one row per vector, in index
-order) and ``index.json`` (kind, count, dimension, the embedding model's config hash, and the
-metadata file's sha256). Loading checks all of them agree, and a query embedded by another model
-is refused.
+order) and ``index.json`` (kind, count, dimension, the embedding model's config and weights
+hashes, and the sha256 of the two other files). Loading checks every file against its hash and
+the counts against each other; a query embedded by another architecture is refused, and one by
+other weights of the same architecture unless allowed. (The hashes catch swapped, corrupted or
+edited files; they are not a signature: someone who rewrites index.json as well is not detected.)
 """
 
 from __future__ import annotations
@@ -111,8 +113,12 @@ class EmbeddingIndex:
         use_gpu: bool | str = "auto",
         hnsw_ef_search: int = 64,
         ivf_nprobe: int = 32,
+        model_weights_sha256: str | None = None,
     ) -> EmbeddingIndex:
-        """Index ``embeddings`` (n, d), unit norm, whose row ``i`` is described by ``metadata`` row ``i``."""
+        """Index ``embeddings`` (n, d), unit norm, whose row ``i`` is described by ``metadata`` row ``i``.
+
+        ``model_weights_sha256`` (``encode.weights_sha256`` of the model that embedded them) lets
+        :meth:`search` refuse queries from another model of the same config."""
         faiss = import_faiss()
 
         x = _as_unit_float32(embeddings, "embeddings")
@@ -139,6 +145,7 @@ class EmbeddingIndex:
             "count": int(index.ntotal),
             "dim": int(x.shape[1]),
             "model_config_sha256": model_config_sha256,
+            "model_weights_sha256": model_weights_sha256,
             "hnsw_ef_search": hnsw_ef_search,
             "ivf_nprobe": ivf_nprobe,
             "built_on_gpu": bool(gpu and kind != "hnsw"),
@@ -155,12 +162,24 @@ class EmbeddingIndex:
         elif self.info["kind"] == "ivfpq":
             faiss.extract_index_ivf(self.index).nprobe = int(self.info["ivf_nprobe"])
 
-    def search(self, queries: np.ndarray, k: int, model_config_sha256: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Scores (cosine) and row numbers of the ``k`` nearest vectors of each query."""
+    def search(self, queries: np.ndarray, k: int, model_config_sha256: str | None = None,
+               model_weights_sha256: str | None = None, allow_other_weights: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Scores (cosine) and row numbers of the ``k`` nearest vectors of each query.
+
+        Given the query model's hashes, a query from another architecture is always refused, and
+        one from other weights of the same architecture unless ``allow_other_weights``."""
         if model_config_sha256 is not None and model_config_sha256 != self.info["model_config_sha256"]:
             raise ValueError(
                 "the query was embedded by another model (config hash "
                 f"{model_config_sha256[:12]}...) than the index (config hash {self.info['model_config_sha256'][:12]}...)"
+            )
+        ours = self.info.get("model_weights_sha256")
+        if model_weights_sha256 is not None and not allow_other_weights and ours != model_weights_sha256:
+            theirs = f"weights hash {ours[:12]}..." if ours else "no weights hash (an older index: rebuild it)"
+            raise ValueError(
+                f"the query was embedded by another model (weights hash {model_weights_sha256[:12]}...) than the "
+                f"index ({theirs}): same architecture, other weights, another embedding space. Query with the "
+                "model the index was built from, or pass --allow-other-weights"
             )
         if not 1 <= k:
             raise ValueError(f"k must be at least 1, got {k}")
@@ -180,7 +199,8 @@ class EmbeddingIndex:
         pq.write_table(self.metadata, str(tmp_meta))
         os.replace(tmp_index, out / INDEX_FILE)
         os.replace(tmp_meta, out / METADATA_FILE)
-        info = {**self.info, "metadata_sha256": file_sha256(out / METADATA_FILE)}
+        info = {**self.info, "metadata_sha256": file_sha256(out / METADATA_FILE),
+                "index_sha256": file_sha256(out / INDEX_FILE)}
         tmp_info = out / f".{INFO_FILE}.tmp"
         tmp_info.write_text(json.dumps(info, indent=2))
         os.replace(tmp_info, out / INFO_FILE)
@@ -197,9 +217,18 @@ class EmbeddingIndex:
         for name in (INFO_FILE, INDEX_FILE, METADATA_FILE):
             if not (d / name).is_file():
                 raise FileNotFoundError(f"{d} is not a complete seisbind index: {name} is missing")
-        info = json.loads((d / INFO_FILE).read_text())
-        if file_sha256(d / METADATA_FILE) != info.get("metadata_sha256"):
-            raise ValueError(f"{d / METADATA_FILE} does not match the one the index was built with (sha256 differs)")
+        try:
+            info = json.loads((d / INFO_FILE).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{d / INFO_FILE} is not valid JSON ({err}); rebuild the index") from None
+        # Every file of the folder is checked against the hash recorded when it was written, so
+        # swapped vectors or relabelled metadata are refused, whatever else they keep consistent.
+        for name, key in ((METADATA_FILE, "metadata_sha256"), (INDEX_FILE, "index_sha256")):
+            if key not in info:
+                raise ValueError(f"{d / INFO_FILE} records no {key} (an index from an older seisbind); rebuild the index")
+            if file_sha256(d / name) != info[key]:
+                raise ValueError(f"{d / name} does not match the one the index was built with (sha256 differs); "
+                                 "rebuild the index")
         index = faiss.read_index(str(d / INDEX_FILE))
         metadata = pq.read_table(str(d / METADATA_FILE))
         if not index.ntotal == metadata.num_rows == info["count"]:

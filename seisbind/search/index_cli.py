@@ -46,7 +46,8 @@ def build(embeddings: str, out: str, modality: str = ModalityType.IMAGE, kind: s
     if keep.size == 0:
         raise ValueError(f"{embeddings} holds no {modality} embeddings")
     index = EmbeddingIndex.build(emb[keep], table.take(keep), meta["model_config_sha256"], kind=kind, use_gpu=use_gpu,
-                                 hnsw_ef_search=ef_search, ivf_nprobe=nprobe)  # fmt: skip
+                                 hnsw_ef_search=ef_search, ivf_nprobe=nprobe,
+                                 model_weights_sha256=meta.get("weights_sha256") or None)  # fmt: skip
     index.info["modality"] = modality
     return index.save(out), index
 
@@ -84,11 +85,12 @@ def query(
     missing: str = "refuse",
     npy_rate: float | None = None,
     max_upsampling: float = MAX_UPSAMPLING,
+    allow_other_weights: bool = False,
 ):
     """Embed the query, search, and return ``(query array, scores, metadata rows, index)``."""
     import torch
 
-    from seisbind.io.encode import config_sha256, load_model
+    from seisbind.io.encode import config_sha256, load_model, weights_sha256
     from seisbind.search.faiss_index import EmbeddingIndex
 
     if (waveform is None) == (image is None):
@@ -107,7 +109,8 @@ def query(
             if arr.ndim != 2:
                 raise ValueError(f"{image}: an image query must be a 2-D (H, W) array, got {arr.shape}")
             emb = model.encode_image(torch.from_numpy(arr.astype(np.float32))[None, None]).numpy()
-    scores, rows = index.search(emb, k, model_config_sha256=config_sha256(model))
+    scores, rows = index.search(emb, k, model_config_sha256=config_sha256(model), model_weights_sha256=weights_sha256(model),
+                                allow_other_weights=allow_other_weights)
     hits = index.metadata.take(rows[0]).to_pylist()
     return arr, scores[0], hits, index
 
@@ -176,6 +179,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q.add_argument("--window-seconds", type=float, default=30.0, help="query window taken from the file's start")
     q.add_argument("--missing", default="refuse", choices=("refuse", "fill"), help="a missing component: refuse, or fill as SeisLM does")
     q.add_argument("--npy-sampling-rate", type=float, help="sampling rate of a .npy query (default: the model's)")
+    q.add_argument("--allow-other-weights", action="store_true",
+                   help="query with a model of the index's architecture but other weights (another embedding "
+                        "space: the scores then mean little)")
     q.add_argument("--max-upsampling", type=float, default=MAX_UPSAMPLING,
                    help="refuse a query that must be upsampled more than this factor to the model's rate "
                         f"(default {MAX_UPSAMPLING:g})")
@@ -194,7 +200,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"indexed {index.info['count']} {args.modality} embeddings ({index.info['factory']}) in {path}")
             return 0
         arr, scores, hits, _ = query(args.index, args.model, args.waveform, args.image, args.k, args.window_seconds,
-                                     args.missing, args.npy_sampling_rate, args.max_upsampling)  # fmt: skip
+                                     args.missing, args.npy_sampling_rate, args.max_upsampling,
+                                     args.allow_other_weights)  # fmt: skip
     except InputError as err:
         print(f"seisbind index: error: {err}", file=sys.stderr)
         return 2

@@ -201,10 +201,14 @@ def train(config: TrainConfig) -> TrainResult:
     loss_fn = ContrastiveLoss(core.config.loss, **loss_options)
 
     start_step, best_metric, best_step = 0, None, None
+    # The loss window being averaged for the next log line, carried through checkpoints so a resumed
+    # run logs the same means as an uninterrupted one.
+    window_loss, window_steps = 0.0, 0
     if resume_folder is not None:
         accelerator.load_state(str(resume_folder))
         state = read_trainer_state(resume_folder)
         start_step, best_metric, best_step = int(state["step"]), state.get("best_metric"), state.get("best_step")
+        window_loss, window_steps = float(state.get("window_loss", 0.0)), int(state.get("window_steps", 0))
         changed = [k for k in _TRAJECTORY_KEYS if state.get("config", {}).get(k) != config.to_dict()[k]]
         if state.get("world_size") != world:
             changed.append("world_size")
@@ -229,6 +233,15 @@ def train(config: TrainConfig) -> TrainResult:
             lines = [ln for ln in metrics_path.read_text().splitlines() if ln.strip()]
             kept = [ln for ln in lines if json.loads(ln)["step"] <= start_step]
         metrics_path.write_text("".join(ln + "\n" for ln in kept))
+    # The latest validation metrics of the kept history: what final-model records if a resumed run
+    # has no step left to run (a finished run, or one killed after its last checkpoint).
+    metrics: dict[str, float] = {}
+    if start_step and metrics_path.exists():
+        for line in metrics_path.read_text().splitlines():
+            entry = json.loads(line)
+            if any(k.startswith("val/") for k in entry):
+                metrics = {k[len("val/"):]: v for k, v in entry.items() if k.startswith("val/")}
+    metrics = broadcast_object_list([metrics])[0]
     if tracker:
         accelerator.init_trackers("logs", config=_hparams(config))
 
@@ -240,7 +253,8 @@ def train(config: TrainConfig) -> TrainResult:
 
     def trainer_state(step: int) -> dict[str, Any]:
         return {"step": step, "best_metric": best_metric, "best_step": best_step, "world_size": world,
-                "global_batch_size": global_batch, "config": config.to_dict()}
+                "global_batch_size": global_batch, "config": config.to_dict(),
+                "window_loss": window_loss, "window_steps": window_steps}
 
     def save_checkpoint(step: int) -> Path:
         name = step_dir_name(step)
@@ -267,9 +281,8 @@ def train(config: TrainConfig) -> TrainResult:
         )
 
     losses: dict[int, float] = {}
-    metrics: dict[str, float] = {}
     last_loss = None
-    window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
+    rate_steps, window_start = 0, time.perf_counter()  # throughput: steps timed in this process
     clip = config.grad_clip_norm
     bar = tqdm(total=config.max_steps, initial=start_step, disable=not (config.progress and main),
                desc="train", dynamic_ncols=True)
@@ -306,12 +319,13 @@ def train(config: TrainConfig) -> TrainResult:
             losses[step], last_loss = step_loss, step_loss
             window_loss += step_loss
             window_steps += 1
+            rate_steps += 1
             scale = float(core.logit_scale().detach())
             bar.update(1)
 
             if step % config.log_every == 0 or step == config.max_steps:
                 elapsed = time.perf_counter() - window_start
-                pairs_per_s = global_batch * accum * window_steps / elapsed if elapsed > 0 else float("nan")
+                pairs_per_s = global_batch * accum * rate_steps / elapsed if elapsed > 0 else float("nan")
                 entry = {"train/loss": window_loss / window_steps, "train/logit_scale": scale,
                          "train/lr": scheduler.get_last_lr()[0], "train/pairs_per_s": pairs_per_s,
                          "train/epoch": (step * accum) / sampler.batches_per_epoch}
@@ -319,7 +333,7 @@ def train(config: TrainConfig) -> TrainResult:
                     entry["train/grad_norm"] = grad_norm
                 record(entry, step)
                 bar.set_postfix(loss=f"{entry['train/loss']:.4f}", scale=f"{scale:.1f}", pairs_s=f"{pairs_per_s:.1f}")
-                window_loss, window_steps = 0.0, 0
+                window_loss, window_steps, rate_steps = 0.0, 0, 0
                 window_start = time.perf_counter()
 
             evaluated = (config.eval_every and step % config.eval_every == 0) or step == config.max_steps
@@ -337,7 +351,7 @@ def train(config: TrainConfig) -> TrainResult:
             if (config.save_every and step % config.save_every == 0) or step == config.max_steps:
                 last_checkpoint = save_checkpoint(step)
             if evaluated or last_checkpoint is not None and last_checkpoint.name == step_dir_name(step):
-                window_start = time.perf_counter()  # throughput counts training only
+                window_start, rate_steps = time.perf_counter(), 0  # throughput counts training only
         if main:
             save_model_atomic(core, output_dir / FINAL_DIR, {"step": config.max_steps, "metrics": metrics})
         accelerator.wait_for_everyone()
