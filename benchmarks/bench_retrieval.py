@@ -14,6 +14,7 @@ median rank and gallery size, with each method's training seconds, steps and pai
 Usage:
   python benchmarks/bench_retrieval.py --data runs/quake-quickstart --config configs/quickstart.yaml
   python benchmarks/bench_retrieval.py --data runs/openfwi --config CONFIG --set batch_size=16 --out-json r.json
+  python benchmarks/bench_retrieval.py --data runs/openfwi-1500 --config configs/openfwi.yaml --held-out runs/openfwi-new-families
 """
 
 from __future__ import annotations
@@ -64,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", help="training output folder (default: a temporary folder, removed after)")
     parser.add_argument("--batch-size", type=int, default=8, help="embedding batch of the main model")
     parser.add_argument("--out-json", help="write every figure as JSON here")
+    parser.add_argument("--held-out", metavar="DIR",
+                        help="also score both on another generated set (e.g. geology families the training data "
+                             "lacks), on its --held-out-split")
+    parser.add_argument("--held-out-split", default="test", choices=("train", "validation", "test"),
+                        help="split of --held-out to score (any: none of it was trained on; default test)")
     args = parser.parse_args(argv)
 
     from seisbind.data.dataset import load_paired
@@ -115,6 +121,16 @@ def main(argv: list[str] | None = None) -> int:
             "gather CNN": retrieval_both_ways(cnn.similarity(data_test), positives),
             "random": retrieval_both_ways(random_similarity(*positives.shape, seed=config.seed), positives),
         }
+        held_out = None
+        if args.held_out:
+            data_held = load_paired(args.held_out, args.held_out_split)
+            emb_held = embed_split(model, data_held, args.batch_size, progress=False)
+            pos_held = emb_held.positives()
+            held_out = {
+                "seisbind": retrieval_both_ways(emb_held.waveform @ emb_held.image.T, pos_held),
+                "gather CNN": retrieval_both_ways(cnn.similarity(data_held), pos_held),
+                "random": retrieval_both_ways(random_similarity(*pos_held.shape, seed=config.seed), pos_held),
+            }
 
     fit = cnn.fit_info
     cnn_train = {**fit, "pairs_per_s": fit["steps"] * fit["batch_size"] / fit["seconds"],  # per wall second, as above
@@ -123,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "data": str(args.data), "config": str(args.config), "overrides": args.set, "split": args.split,
         "model_folder": args.model_folder, "machine": machine(), "train": info, "retrieval": retrieval,
+        "held_out": None if held_out is None else {"data": args.held_out, "split": args.held_out_split,
+                                                   "retrieval": held_out},
     }  # fmt: skip
     m = report["machine"]
     device = m["gpu"] or f"{m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads"
@@ -137,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + header + "\n|" + "---|" * (header.count("|") - 1))
     for name, r in retrieval.items():
         print(retrieval_row(name, r, info[name]))
+    if held_out is not None:
+        print(f"\nheld out: {args.held_out} ({args.held_out_split} split)\n\n" + header + "\n|" + "---|" * (header.count("|") - 1))
+        for name, r in held_out.items():
+            print(retrieval_row(name, r, info[name]))
     if args.out_json:
         Path(args.out_json).write_text(json.dumps(report, indent=2, default=float) + "\n")
         print(f"\nJSON: {args.out_json}")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seisbind.configs import config_path
+from seisbind.configs import config_path, load_yaml
 
 DATA_CONFIG = config_path("data", "quake-quickstart.yaml")
 TRAIN_CONFIG = config_path("quickstart.yaml")
@@ -50,7 +50,6 @@ def write_query_mseed(row: dict, source: int, path: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    import yaml
 
     from seisbind.data.dataset import load_paired
     from seisbind.data.generate import generate
@@ -66,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
 
     print(f"[1/5] generating {args.num_geologies} quake geologies -> {out / 'data'}")
-    data_cfg = yaml.safe_load(DATA_CONFIG.read_text())
+    data_cfg = load_yaml(DATA_CONFIG.read_text())
     report = generate(out / "data", "quake", args.num_geologies, seed=args.seed, workers=args.workers,
                       config=data_cfg, progress=progress)  # fmt: skip
     timings["generate"] = time.perf_counter() - start

@@ -288,3 +288,14 @@ def test_sampling_rate_is_named_as_obspy_names_it_and_the_old_name_still_reads(t
     config.pop("architecture")
     with pytest.raises(ValueError, match="sample_rate 50.0 .* and sampling_rate 100.0 disagree"):
         SeisBindConfig.from_dict({**config, "waveform": {**config["waveform"], "sampling_rate": 100.0}})
+
+
+@pytest.mark.parametrize("waveform, message", [
+    ({"conv_stride": [2, 0]}, r"conv_stride\[1\] must be a finite positive number; got 0"),
+    ({"sampling_rate": float("inf")}, r"sampling_rate must be a finite positive number; got inf"),
+    ({"conv_kernel": [3, -1]}, r"conv_kernel\[1\] must be a finite positive number"),
+    ({"hidden_size": True}, r"hidden_size must be a finite positive number; got True"),
+])
+def test_invalid_tower_configs_are_refused(waveform, message):
+    with pytest.raises(ValueError, match=message):
+        create_model("tiny", waveform=waveform)

@@ -71,3 +71,18 @@ def test_train_and_evaluate_are_subcommands_and_configs_resolve_by_name(tmp_path
     shown = subprocess.run([sys.executable, "-m", "seisbind.training.cli", "--config", "openfwi", "--show-config"],
                            capture_output=True, text=True, check=True, cwd=tmp_path)
     assert "normalize: fixed" in shown.stdout
+
+
+def test_yaml_floats_in_exponent_form_are_numbers(tmp_path):
+    """YAML 1.1 reads 4e3 as a string; configs and --set values read it as 4000.0 (YAML 1.2)."""
+    import argparse
+
+    from seisbind.configs import load_yaml
+    from seisbind.data.generate_cli import _FLAG_TO_KEY, config_overrides
+    from seisbind.training.config import load_config
+
+    assert load_yaml("width_m: 4e3\nlr: 1e-3\nn: 3\nname: '4e3'") == {"width_m": 4000.0, "lr": 0.001, "n": 3,
+                                                                      "name": "4e3"}
+    assert load_config(None, ["lr=3e-4"]).lr == 3e-4
+    args = argparse.Namespace(config=None, scenario="quake", set=["width_m=4e3"], **dict.fromkeys(_FLAG_TO_KEY))
+    assert config_overrides(args) == {"width_m": 4000.0}

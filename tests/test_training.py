@@ -229,6 +229,21 @@ def test_a_corrupted_checkpoint_is_refused_and_resume_falls_back(tiny_data, tmp_
         train(tiny_config(tiny_data, tmp_path, max_steps=6))
 
 
+def test_a_forged_trainer_state_step_is_refused(tiny_data, tmp_path):
+    """A trainer_state.json whose step is not its folder's (1e9, say) is refused, even with a
+    manifest rewritten to match."""
+    from seisbind.training.checkpointing import read_trainer_state
+
+    train(tiny_config(tiny_data, tmp_path, max_steps=2, save_every=2, eval_every=0))
+    folder = tmp_path / "checkpoints" / "step-00000002"
+    state = json.loads((folder / "trainer_state.json").read_text())
+    assert read_trainer_state(folder)["step"] == 2
+    for forged in (10**9, -1, "2", 2.5):
+        (folder / "trainer_state.json").write_text(json.dumps({**state, "step": forged}))
+        with pytest.raises(CheckpointError, match=r"trainer_state.json says step .* but the folder is step-00000002"):
+            read_trainer_state(folder)
+
+
 class PoisonedLoss(seisbind.models.ContrastiveLoss):
     """The real loss, except that its 5th call (step 5) returns NaN."""
 

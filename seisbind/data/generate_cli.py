@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-import yaml
-
+from seisbind.configs import load_yaml
 from seisbind.data.scenarios import SCENARIOS
 
 # Flags that map to scenario config keys (per scenario), as open_clip's flags map to config keys.
@@ -44,7 +43,7 @@ def config_overrides(args: argparse.Namespace) -> dict:
     overrides: dict = {}
     if args.config:
         with open(args.config) as fh:
-            loaded = yaml.safe_load(fh) or {}
+            loaded = load_yaml(fh) or {}
         if not isinstance(loaded, dict):
             raise ValueError(f"{args.config} must hold a mapping of config keys")
         overrides.update(loaded)
@@ -61,7 +60,7 @@ def config_overrides(args: argparse.Namespace) -> dict:
         if "=" not in item:
             raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
         key, value = item.split("=", 1)
-        overrides[key.strip()] = yaml.safe_load(value)
+        overrides[key.strip()] = load_yaml(value)
     return overrides
 
 

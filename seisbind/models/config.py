@@ -45,9 +45,12 @@ def _legacy_waveform_keys(data):
 
 
 def _check_positive(section: str, **values: float) -> None:
+    """Every value (or every entry of a list value) a finite positive number."""
     for name, value in values.items():
-        if not value > 0:
-            raise ValueError(f"{section} config: {name} must be positive; got {value!r}")
+        for i, v in enumerate(value if isinstance(value, (list, tuple)) else [value]):
+            where = f"{name}[{i}]" if isinstance(value, (list, tuple)) else name
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v > 0 and math.isfinite(v)):
+                raise ValueError(f"{section} config: {where} must be a finite positive number; got {v!r}")
 
 
 @dataclass
@@ -189,7 +192,10 @@ class WaveformTowerConfig:
             )
         _check_positive(sec, in_chans=self.in_chans, sampling_rate=self.sampling_rate, hidden_size=self.hidden_size,
                         num_hidden_layers=self.num_hidden_layers, num_attention_heads=self.num_attention_heads,
-                        intermediate_size=self.intermediate_size)
+                        intermediate_size=self.intermediate_size, conv_dim=self.conv_dim,
+                        conv_kernel=self.conv_kernel, conv_stride=self.conv_stride,
+                        num_conv_pos_embeddings=self.num_conv_pos_embeddings,
+                        num_conv_pos_embedding_groups=self.num_conv_pos_embedding_groups)
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(f"{sec} config: hidden_size {self.hidden_size} is not divisible by "
                              f"num_attention_heads {self.num_attention_heads}")

@@ -205,8 +205,19 @@ def find_resumable(root: str | os.PathLike, warn: Callable[[str], None] = print)
 
 
 def read_trainer_state(folder: Path) -> dict:
-    """The trainer state (step, best metric, ...) of a verified checkpoint."""
-    return json.loads((Path(folder) / TRAINER_STATE_NAME).read_text())
+    """The trainer state (step, best metric, ...) of a verified checkpoint; its step must be the
+    one the folder is named for (a forged or misplaced state is refused)."""
+    folder = Path(folder)
+    try:
+        state = json.loads((folder / TRAINER_STATE_NAME).read_text())
+        step = state["step"]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"checkpoint {folder}: {TRAINER_STATE_NAME} is unreadable ({err})") from None
+    named = _STEP_DIR.match(folder.name)
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0 or (named and int(named.group(1)) != step):
+        raise CheckpointError(f"checkpoint {folder}: {TRAINER_STATE_NAME} says step {step!r}, but the folder is "
+                              f"{folder.name}; the checkpoint was tampered with or moved")
+    return state
 
 
 def clean_partial(root: str | os.PathLike) -> list[Path]:

@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from seisbind.configs import load_yaml
+
 MIXED_PRECISION = ("no", "fp16", "bf16")
 
 
@@ -221,7 +223,7 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
         key, text = item.split("=", 1)
         key = key.strip()
         try:
-            value = yaml.safe_load(text) if text.strip() else ""
+            value = load_yaml(text) if text.strip() else ""
         except yaml.YAMLError as err:
             raise ValueError(f"override {item!r}: the value is not valid YAML ({err})") from None
         top, *rest = key.split(".")
@@ -269,7 +271,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tu
     if path is not None:
         path = _resolve_config(Path(path))
         try:
-            loaded = yaml.safe_load(path.read_text())
+            loaded = load_yaml(path.read_text())
         except yaml.YAMLError as err:
             raise ValueError(f"{path} is not valid YAML: {err}") from None
         if loaded is None:
