@@ -113,24 +113,19 @@ def main(argv: list[str] | None = None) -> int:
                                 device="cuda" if cuda else "cpu", image_config=model.config.image)
         cnn.fit(data_train)
 
-        print(f"[3/3] scoring the {args.split} split ({len(data_test)} geologies)", flush=True)
-        emb = embed_split(model, data_test, args.batch_size, progress=False)
-        positives = emb.positives()
-        retrieval = {
-            "seisbind": retrieval_both_ways(emb.waveform @ emb.image.T, positives),
-            "gather CNN": retrieval_both_ways(cnn.similarity(data_test), positives),
-            "random": retrieval_both_ways(random_similarity(*positives.shape, seed=config.seed), positives),
-        }
-        held_out = None
-        if args.held_out:
-            data_held = load_paired(args.held_out, args.held_out_split)
-            emb_held = embed_split(model, data_held, args.batch_size, progress=False)
-            pos_held = emb_held.positives()
-            held_out = {
-                "seisbind": retrieval_both_ways(emb_held.waveform @ emb_held.image.T, pos_held),
-                "gather CNN": retrieval_both_ways(cnn.similarity(data_held), pos_held),
-                "random": retrieval_both_ways(random_similarity(*pos_held.shape, seed=config.seed), pos_held),
+        def score(dataset) -> dict:
+            """Both directions' retrieval of the model, the CNN and chance on one split."""
+            emb = embed_split(model, dataset, args.batch_size, progress=False)
+            positives = emb.positives()
+            return {
+                "seisbind": retrieval_both_ways(emb.waveform @ emb.image.T, positives),
+                "gather CNN": retrieval_both_ways(cnn.similarity(dataset), positives),
+                "random": retrieval_both_ways(random_similarity(*positives.shape, seed=config.seed), positives),
             }
+
+        print(f"[3/3] scoring the {args.split} split ({len(data_test)} geologies)", flush=True)
+        retrieval = score(data_test)
+        held_out = score(load_paired(args.held_out, args.held_out_split)) if args.held_out else None
 
     fit = cnn.fit_info
     cnn_train = {**fit, "pairs_per_s": fit["steps"] * fit["batch_size"] / fit["seconds"],  # per wall second, as above
