@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seisbind.argtypes import positive_int
 from seisbind.configs import config_path, load_yaml
 
 DATA_CONFIG = config_path("data", "quake-quickstart.yaml")
@@ -28,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-geologies", type=int, default=1000, help="800 train / 100 validation / 100 test")
     p.add_argument("--workers", type=int, default=0, help="generation workers (0 = one per CPU)")
     p.add_argument("--max-steps", type=int, help="training steps (default: configs/quickstart.yaml)")
-    p.add_argument("--batch-size", type=int, help="training batch (default: configs/quickstart.yaml)")
+    p.add_argument("--batch-size", type=positive_int, help="training batch (default: configs/quickstart.yaml)")
     p.add_argument("--baseline-steps", type=int, default=200, help="training steps of the spectrogram baseline")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")

@@ -258,3 +258,16 @@ def test_embed_waveforms_cli_embeds_files_and_lists_failures(tmp_path, capsys):
     assert json.loads(meta["options"])["window_seconds"] == 10.0
     assert table.column("starttime").to_pylist()[0].timestamp() == st[0].stats.starttime.timestamp
     assert set(table.column("station").to_pylist()) == {"RJOB"}
+
+
+def test_embed_waveforms_writes_nothing_when_every_input_fails(tmp_path, capsys):
+    from seisbind.cli import main
+
+    (tmp_path / "notes.txt").write_text("not a waveform")
+    out = tmp_path / "w.parquet"
+    with pytest.warns(UserWarning, match="random"):
+        rc = main(["embed-waveforms", "--mseed", str(tmp_path / "notes.txt"), "--model", "tiny", "--out", str(out),
+                   "--no-progress"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 1 and "notes.txt: ObsPy cannot read it" in err and "was not written" in err
+    assert not out.exists() and not list(tmp_path.glob("*.tmp*")) and not list(tmp_path.glob(".*tmp*"))

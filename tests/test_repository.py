@@ -86,3 +86,24 @@ def test_yaml_floats_in_exponent_form_are_numbers(tmp_path):
     assert load_config(None, ["lr=3e-4"]).lr == 3e-4
     args = argparse.Namespace(config=None, scenario="quake", set=["width_m=4e3"], **dict.fromkeys(_FLAG_TO_KEY))
     assert config_overrides(args) == {"width_m": 4000.0}
+
+
+def test_counts_and_durations_are_checked_when_the_command_line_is_read(capsys):
+    """--batch-size -2, --stations 0, --window-seconds inf: one line at parse time, exit 2."""
+    import pytest
+
+    from seisbind.cli import main
+
+    cases = [
+        (["export", "--model", "m", "--data", "d", "--out", "x.parquet", "--batch-size", "-2"],
+         "argument --batch-size: expected a whole number of at least 1, got -2"),
+        (["import-manifest", "m.csv", "--out", "o", "--stations", "0"], "argument --stations: expected a whole number"),
+        (["index", "query", "--index", "i", "--model", "m", "--waveform", "w", "--window-seconds", "inf"],
+         "argument --window-seconds: expected a finite number, got inf"),
+        (["embed-waveforms", "--mseed", "f", "--model", "m", "--out", "o", "--stride-seconds", "0"],
+         "argument --stride-seconds: expected a number above 0"),
+    ]
+    for argv, message in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from seisbind.argtypes import positive_float, positive_int
 from seisbind.configs import load_yaml
 from seisbind.data.scenarios import SCENARIOS
 
@@ -25,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sources-per-geology", type=int, help="quake: sources (positive waveforms) per geology")
     p.add_argument("--n-stations", type=int, help="quake: surface stations")
     p.add_argument("--image-size", type=int, help="quake: section image height = width, pixels (default 224)")
-    p.add_argument("--window-seconds", type=float, help="quake: recording window, s (default 30, 3001 samples)")
+    p.add_argument("--window-seconds", type=positive_float, help="quake: recording window, s (default 30, 3001 samples)")
     p.add_argument("--grid-spacing", type=float, help="simulation cell size, m")
     p.add_argument("--wavelet-freq", type=float, help="Ricker peak frequency, Hz")
     p.add_argument("--config", help="YAML file of scenario config keys (see configs/data/)")
@@ -33,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="worker processes, one thread each (0 = one per CPU)")
     p.add_argument("--shard", default="0/1", help="k/n: generate only chunks c with c %% n == k (cluster array jobs)")
-    p.add_argument("--chunk-size", type=int, default=8, help="geologies per chunk: the unit of resume")
+    p.add_argument("--chunk-size", type=positive_int, default=8, help="geologies per chunk: the unit of resume")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--import-openfwi", metavar="NPY_DIR", help="convert OpenFWI data*/model*.npy pairs instead of simulating")
     p.add_argument("--export-openfwi", metavar="NPY_DIR", help="after generating, write the openfwi split(s) as OpenFWI .npy pairs")

@@ -12,6 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from seisbind.argtypes import positive_int
+
 DESCRIPTION = "Evaluate a trained seisbind model: retrieval, zero-shot, probes and baselines, in one run."
 
 
@@ -21,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="test", choices=("validation", "test"))
     parser.add_argument("--out", default="results.json", help="JSON file to write")
     parser.add_argument("--plots", help="folder for the plots (default: beside --out, <out stem>_plots)")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=positive_int, default=8)
     parser.add_argument("--baseline-steps", type=int, default=200, help="training steps of the spectrogram baseline (0 skips it)")
     parser.add_argument("--gather-cnn-seconds", type=float, default=None,
                         help="wall time (s) of the gather CNN baseline's training; give the main model's training "

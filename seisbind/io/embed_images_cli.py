@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from seisbind.argtypes import positive_int
 from seisbind.io.segy import SLICES
 
 
@@ -21,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-dead", action="store_true", help="also embed constant patches (zero padding, dead areas)")
     p.add_argument("--iline-byte", type=int, default=189, help="trace header byte of the inline number (default 189)")
     p.add_argument("--xline-byte", type=int, default=193, help="trace header byte of the crossline number (default 193)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--no-progress", action="store_true")
 
@@ -69,5 +70,10 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)  # fmt: skip
         encoder.close()
         bar.close()
+    if writer.rows_written == 0:
+        job.finish()
+        print(f"seisbind embed-images: nothing to write: no input gave a patch to embed; {args.out} was not written",
+              file=sys.stderr)
+        return 1
     print(f"wrote {writer.rows_written} image embedding(s) to {args.out}")
     return job.finish()

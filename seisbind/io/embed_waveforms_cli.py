@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from seisbind.argtypes import nonnegative_float, positive_float, positive_int
 from seisbind.io.components import MISSING_MODES
 from seisbind.io.obspy_streams import GAP_MODES, GROUP_MODES, MAX_UPSAMPLING, WAVEFORM_FORMATS
 
@@ -18,24 +19,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True,
                    help="a folder written by save_pretrained, or an architecture name such as tiny (random weights)")
     p.add_argument("--out", required=True, help="output .parquet file (written atomically)")
-    p.add_argument("--window-seconds", type=float, default=30.0,
+    p.add_argument("--window-seconds", type=nonnegative_float, default=30.0,
                    help="window length, s: round(s * rate) + 1 samples (default 30 -> 3001 at 100 Hz); 0 = whole records")
-    p.add_argument("--stride-seconds", type=float, help="seconds between window starts (default: the window length)")
+    p.add_argument("--stride-seconds", type=positive_float, help="seconds between window starts (default: the window length)")
     p.add_argument("--missing", choices=MISSING_MODES, default="fill",
                    help="a missing component: fill (the model copies a live one, as SeisLM) or refuse (default fill)")
     p.add_argument("--gaps", choices=GAP_MODES, default="refuse",
                    help="gaps and overlaps: refuse the file, fill (interpolate) or split into contiguous parts")
     p.add_argument("--group", choices=GROUP_MODES, default="station",
                    help="one embedding per station window, or per time window over all stations of a file")
-    p.add_argument("--max-upsampling", type=float, default=MAX_UPSAMPLING,
+    p.add_argument("--max-upsampling", type=positive_float, default=MAX_UPSAMPLING,
                    help="refuse records that must be upsampled more than this factor to the model's rate "
                         f"(default {MAX_UPSAMPLING:g}; a 1 Hz channel would need 100)")
     p.add_argument("--inventory", metavar="STATIONXML", help="orientations to rotate Z12 channels to ZNE")
     p.add_argument("--format", type=str.upper, choices=tuple(WAVEFORM_FORMATS), metavar="FORMAT",
                    help="read every file as this format (any case; also unpacks gzip/zip/tar files of it): "
                         f"{', '.join(WAVEFORM_FORMATS)}; default: detected per file among these")
-    p.add_argument("--limit", type=int, help="SeisBench: embed only the first N traces")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--limit", type=positive_int, help="SeisBench: embed only the first N traces")
+    p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--no-progress", action="store_true")
 
@@ -138,5 +139,10 @@ def run(args: argparse.Namespace) -> int:
                     for item in windows(prepared):
                         encoder.add(item.data, item.id, {**item.meta, "file": str(args.seisbench), **extra})
         encoder.close()
+    if writer.rows_written == 0:
+        job.finish()
+        print(f"seisbind embed-waveforms: nothing to write: no input gave a window to embed; {args.out} was not "
+              "written", file=sys.stderr)
+        return 1
     print(f"wrote {writer.rows_written} waveform embedding(s) to {args.out}")
     return job.finish()

@@ -98,9 +98,13 @@ class EmbeddingWriter:
         self.rows_written += n
         self._ids, self._meta, self._embeddings, self._modalities = [], [], [], []
 
-    def close(self) -> Path:
-        """Write what is left and rename the file into place."""
+    def close(self) -> Path | None:
+        """Write what is left and rename the file into place; with no row at all, write nothing
+        (an empty table is no result: every input failed) and return None."""
         self._flush()
+        if self.rows_written == 0:
+            self.abort()
+            return None
         self._writer.close()
         os.replace(self._tmp, self.path)
         return self.path

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from seisbind.argtypes import positive_float, positive_int
 from seisbind.io.components import MISSING_MODES
 from seisbind.io.obspy_streams import GAP_MODES, MAX_UPSAMPLING
 
@@ -24,15 +25,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder (new or empty)")
     p.add_argument("--image-size", type=_size,
                    help="image height x width, e.g. 224 or 128x256 (default: the first .npy image's shape, else 224)")
-    p.add_argument("--window-seconds", type=float, default=30.0,
+    p.add_argument("--window-seconds", type=positive_float, default=30.0,
                    help="waveform window, s: round(s * rate) + 1 samples (default 30)")
     p.add_argument("--sampling-rate", type=float, default=100.0, help="dataset sample rate, Hz (default 100, SeisLM's)")
-    p.add_argument("--max-upsampling", type=float, default=MAX_UPSAMPLING,
+    p.add_argument("--max-upsampling", type=positive_float, default=MAX_UPSAMPLING,
                    help=f"refuse records that must be upsampled more than this factor (default {MAX_UPSAMPLING:g})")
-    p.add_argument("--stations", type=int, help="stations per row (default: the most any row has; fewer are padded)")
+    p.add_argument("--stations", type=positive_int, help="stations per row (default: the most any row has; fewer are padded)")
     p.add_argument("--missing", choices=MISSING_MODES, default="fill", help="a missing component: fill or refuse")
     p.add_argument("--gaps", choices=GAP_MODES, default="refuse", help="gaps in miniSEED: refuse, fill or split")
-    p.add_argument("--chunk-size", type=int, default=64, help="rows per chunk (default 64)")
+    p.add_argument("--chunk-size", type=positive_int, default=64, help="rows per chunk (default 64)")
     p.add_argument("--seed", type=int, default=0, help="seed of the train/validation/test assignment")
     p.add_argument("--no-progress", action="store_true")
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from seisbind.argtypes import positive_int
 from seisbind.evaluation.embed import encode_records, item_positions
 from seisbind.modalities import ModalityType
 
@@ -140,7 +141,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="test", choices=("train", "validation", "test"))
     p.add_argument("--out", required=True, help="FILE.parquet, or FILE.npy (+ FILE.metadata.parquet)")
     p.add_argument("--format", choices=("parquet", "npy"), help="default: from the --out suffix")
-    p.add_argument("--batch-size", type=int, default=8, help="geologies per batch")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="geologies per batch")
     p.add_argument("--no-progress", action="store_true")
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seisbind.argtypes import positive_float, positive_int
 from seisbind.io.obspy_streams import MAX_UPSAMPLING
 from seisbind.modalities import ModalityType
 
@@ -175,14 +176,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q.add_argument("--model", required=True, help="the model that made the index's embeddings")
     q.add_argument("--waveform", help="a waveform file (miniSEED, SAC, SEG-Y, ...: an allow-list, never a pickle) or a .npy (3, T) / (stations, 3, T)")
     q.add_argument("--image", help="a .npy (H, W) section, to find waveforms")
-    q.add_argument("--k", type=int, default=5)
-    q.add_argument("--window-seconds", type=float, default=30.0, help="query window taken from the file's start")
+    q.add_argument("--k", type=positive_int, default=5)
+    q.add_argument("--window-seconds", type=positive_float, default=30.0, help="query window taken from the file's start")
     q.add_argument("--missing", default="refuse", choices=("refuse", "fill"), help="a missing component: refuse, or fill as SeisLM does")
     q.add_argument("--npy-sampling-rate", type=float, help="sampling rate of a .npy query (default: the model's)")
     q.add_argument("--allow-other-weights", action="store_true",
                    help="query with a model of the index's architecture but other weights (another embedding "
                         "space: the scores then mean little)")
-    q.add_argument("--max-upsampling", type=float, default=MAX_UPSAMPLING,
+    q.add_argument("--max-upsampling", type=positive_float, default=MAX_UPSAMPLING,
                    help="refuse a query that must be upsampled more than this factor to the model's rate "
                         f"(default {MAX_UPSAMPLING:g})")
     q.add_argument("--png", help="write a panel of the query and its top-k results")
