@@ -228,3 +228,21 @@ def test_waveforms_beyond_float32_range_embed_like_any_others():
     with torch.no_grad():
         assert torch.allclose(model.encode_waveform(x * 1e40), model.encode_waveform(x.float()), atol=1e-4)
         assert torch.allclose(model.encode_waveform(x.float() * 1e-30), model.encode_waveform(x.float()), atol=1e-4)
+
+
+def test_foreign_model_folders_are_refused_in_one_line(tmp_path):
+    import pickle
+
+    folder = create_model("tiny").save_pretrained(tmp_path / "m")
+    weights = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(pickle.dumps({"a": 1}))  # a pickle under the safetensors name
+    with pytest.raises(ValueError, match=r"model.safetensors is not a safetensors file .* a pickled checkpoint is never"):
+        SeisBindModel.from_pretrained(folder)
+    (folder / "model.safetensors").write_bytes(weights)
+    config = (folder / "config.json").read_text()
+    (folder / "config.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match=r"config.json must hold a JSON object .* got list"):
+        SeisBindModel.from_pretrained(folder)
+    (folder / "config.json").write_text(config[:40])
+    with pytest.raises(ValueError, match=r"config.json is not valid JSON"):
+        SeisBindModel.from_pretrained(folder)

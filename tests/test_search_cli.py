@@ -1,5 +1,7 @@
 """Export round trip, index build/query from a miniSEED file and from ObsPy's real example, refusals."""
 
+import json
+
 import numpy as np
 import obspy
 import pytest
@@ -197,3 +199,23 @@ def test_interrupted_export_leaves_nothing_and_reruns_without_duplicates(setup, 
     ids = read_embeddings(out)[0].column("id").to_pylist() if suffix == "parquet" else read_npy_export(out)[1].column("id").to_pylist()
     expected = read_embeddings(setup / "train.parquet")[0].column("id").to_pylist()
     assert ids == expected and len(set(ids)) == len(ids)
+
+
+def test_malformed_npy_queries_and_index_folders_get_one_line(setup, tmp_path, capsys):
+    main(["index", "build", "--embeddings", str(setup / "train.parquet"), "--out", str(tmp_path / "ix")])
+    base = ["index", "query", "--index", str(tmp_path / "ix"), "--model", str(setup / "model")]
+    np.save(tmp_path / "empty.npy", np.zeros((0, 3, 100), np.float32))
+    np.save(tmp_path / "rec.npy", np.zeros(4, dtype=[("a", "f4"), ("b", "i4")]))
+    (tmp_path / "junk.npy").write_bytes(b"\x93NUMPY garbage")
+    for name, message in (("empty", "the array is empty"), ("rec", "a real-valued numeric array is needed"),
+                          ("junk", "not a readable .npy array")):
+        capsys.readouterr()
+        assert main([*base, "--waveform", str(tmp_path / f"{name}.npy")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    info = json.loads((tmp_path / "ix" / "index.json").read_text())
+    del info["dim"]
+    (tmp_path / "ix" / "index.json").write_text(json.dumps(info))
+    capsys.readouterr()
+    assert main([*base, "--waveform", str(tmp_path / "empty.npy")]) == 2
+    assert "index.json lacks ['dim']; rebuild the index" in capsys.readouterr().err

@@ -113,3 +113,8 @@ def test_ivf_trains_on_a_seeded_sample_of_64_vectors_per_list():
     rows = sample[:, 0].astype(int)
     assert len(np.unique(rows)) == len(rows) and np.all(np.diff(rows) > 0)  # distinct rows, in order
     np.testing.assert_array_equal(sample, training_rows(x, "ivfpq"))  # same seed, same sample
+
+
+def test_ivfpq_on_a_handful_of_vectors_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"ivfpq index needs at least 256 vectors .* got 4: use --kind flat"):
+        EmbeddingIndex.build(clustered_unit_vectors(4), meta(4), "cfg", kind="ivfpq")

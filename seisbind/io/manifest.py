@@ -163,10 +163,9 @@ def _resolve(base: Path, row: dict, key: str) -> Path:
 
 
 def _npy(path: Path) -> np.ndarray:
-    try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)  # a foreign .npy must not run code
-    except (ValueError, OSError) as err:
-        raise InputError(f"{path}: not a readable .npy array ({describe(err)})") from err
+    from seisbind.io.npy import read_npy
+
+    return read_npy(path)
 
 
 def _npy_image(path: Path, row: dict) -> np.ndarray:

@@ -237,12 +237,21 @@ class SeisBindModel(nn.Module):
         for p in (config_path, weights_path):
             if not p.is_file():
                 raise FileNotFoundError(f"{p} not found: from_pretrained expects {CONFIG_NAME} and {WEIGHTS_NAME}")
-        config = json.loads(config_path.read_text())
+        try:
+            config = json.loads(config_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{config_path} is not valid JSON ({err})") from None
+        if not isinstance(config, dict):
+            raise ValueError(f"{config_path} must hold a JSON object (the model config); got {type(config).__name__}")
         arch = config.pop("architecture", cls.__name__)
         if arch != cls.__name__:
             raise ValueError(f"{config_path} describes a {arch}, not a {cls.__name__}")
         model = cls(SeisBindConfig.from_dict(config))
-        state = load_file(str(weights_path), device=str(map_location))
+        try:
+            state = load_file(str(weights_path), device=str(map_location))
+        except Exception as err:  # safetensors raises its own SafetensorError (and OSError) on a foreign file
+            raise ValueError(f"{weights_path} is not a safetensors file ({type(err).__name__}: {err}); a pickled "
+                             "checkpoint is never loaded here: convert it with save_pretrained") from None
         expected = model.state_dict()
         missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
         wrong = [f"{k}: expected {tuple(expected[k].shape)}, got {tuple(v.shape)}"

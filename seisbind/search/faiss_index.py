@@ -39,6 +39,7 @@ def import_faiss():
 
 
 KINDS = ("flat", "hnsw", "ivfpq")
+REQUIRED_INFO_KEYS = ("kind", "count", "dim", "model_config_sha256", "hnsw_ef_search", "ivf_nprobe")
 FLAT_MAX, HNSW_MAX = 50_000, 5_000_000
 INDEX_FILE, METADATA_FILE, INFO_FILE = "index.faiss", "metadata.parquet", "index.json"
 
@@ -126,6 +127,9 @@ class EmbeddingIndex:
             raise ValueError(f"{len(x)} embeddings but {metadata.num_rows} metadata rows")
         kind = choose_kind(len(x)) if kind == "auto" else kind
         spec = factory_string(kind, len(x), x.shape[1])
+        if kind == "ivfpq" and len(x) < 256:  # FAISS needs k-means points for the lists and the 256-entry codebooks
+            raise ValueError(f"an ivfpq index needs at least 256 vectors to train its product quantiser; got "
+                             f"{len(x)}: use --kind flat (exact) for a collection this small")
         index = faiss.index_factory(x.shape[1], spec, faiss.METRIC_INNER_PRODUCT)
         gpu = use_gpu is True or (use_gpu == "auto" and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0)
         if gpu and kind != "hnsw":  # FAISS has no GPU HNSW; flat and IVF-PQ build on the GPU
@@ -221,6 +225,9 @@ class EmbeddingIndex:
             info = json.loads((d / INFO_FILE).read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ValueError(f"{d / INFO_FILE} is not valid JSON ({err}); rebuild the index") from None
+        missing = [k for k in REQUIRED_INFO_KEYS if k not in info] if isinstance(info, dict) else ["(not an object)"]
+        if missing:
+            raise ValueError(f"{d / INFO_FILE} lacks {missing}; rebuild the index")
         # Every file of the folder is checked against the hash recorded when it was written, so
         # swapped vectors or relabelled metadata are refused, whatever else they keep consistent.
         for name, key in ((METADATA_FILE, "metadata_sha256"), (INDEX_FILE, "index_sha256")):

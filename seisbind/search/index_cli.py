@@ -57,10 +57,11 @@ def load_query_waveform(path: str, rate: float, window_seconds: float, missing: 
                         max_upsampling: float = MAX_UPSAMPLING) -> np.ndarray:
     """(stations, 3, T) at the model's ``rate`` from a waveform file of an allow-listed format (``obspy_streams.read_stream``), or a ``.npy`` array."""
     from seisbind.io.batch import InputError
+    from seisbind.io.npy import read_npy
     from seisbind.io.obspy_streams import iter_windows, prepare_stream, read_stream, resample_array
 
     if path.endswith(".npy"):
-        arr = np.load(path, allow_pickle=False)
+        arr = read_npy(path, mmap=False)
         arr = arr[None] if arr.ndim == 2 else arr
         if arr.ndim != 3 or arr.shape[1] != 3:
             raise ValueError(f"{path}: a .npy query must be (3, T) or (stations, 3, T) in ZNE order, got {arr.shape}")
@@ -92,6 +93,7 @@ def query(
     import torch
 
     from seisbind.io.encode import config_sha256, load_model, weights_sha256
+    from seisbind.io.npy import read_npy
     from seisbind.search.faiss_index import EmbeddingIndex
 
     if (waveform is None) == (image is None):
@@ -106,7 +108,7 @@ def query(
             arr = load_query_waveform(waveform, model.sampling_rate, window_seconds, missing, npy_rate, max_upsampling)
             emb = model.encode_waveform(torch.from_numpy(arr)[None]).numpy()
         else:
-            arr = np.load(image, allow_pickle=False)
+            arr = read_npy(image, mmap=False)
             if arr.ndim != 2:
                 raise ValueError(f"{image}: an image query must be a 2-D (H, W) array, got {arr.shape}")
             emb = model.encode_image(torch.from_numpy(arr.astype(np.float32))[None, None]).numpy()
