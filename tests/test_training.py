@@ -244,6 +244,13 @@ def test_a_forged_trainer_state_step_is_refused(tiny_data, tmp_path):
             read_trainer_state(folder)
 
 
+def test_a_one_geology_validation_split_is_refused_before_step_1(tmp_path):
+    data = generate(tmp_path / "d", "quake", 10, seed=3, workers=1, chunk_size=10, config=TINY_QUAKE, progress=False)
+    with pytest.raises(ValueError, match=r"'validation' split .* has 1 geology; validation retrieval needs at least 2"):
+        train(tiny_config(str(data.dataset_path), tmp_path / "run"))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 class PoisonedLoss(seisbind.models.ContrastiveLoss):
     """The real loss, except that its 5th call (step 5) returns NaN."""
 

@@ -184,6 +184,9 @@ def train(config: TrainConfig) -> TrainResult:
         if len(rows) == 0:
             raise ValueError(f"{config.data} has no {split!r} rows")
         _check_data(rows, model, split, config.data)
+    if len(val_rows) < 2:  # refused before step 1, not at the first validation after a checkpoint
+        raise ValueError(f"the {config.val_split!r} split of {config.data} has {len(val_rows)} geology; validation "
+                         "retrieval needs at least 2 (generate more geologies)")
     rate = model.config.waveform.sampling_rate
     augment = WaveformAugment(tuple(config.amplitude_scale), tuple(config.noise_level),
                               int(round(config.max_time_shift_s * rate)))
