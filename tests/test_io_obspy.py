@@ -2,6 +2,7 @@
 resampling, and the refusals (gaps, mismatched rates) naming the file."""
 
 import json
+import os
 
 import numpy as np
 import obspy
@@ -271,3 +272,19 @@ def test_embed_waveforms_writes_nothing_when_every_input_fails(tmp_path, capsys)
     err = capsys.readouterr().err
     assert rc == 1 and "notes.txt: ObsPy cannot read it" in err and "was not written" in err
     assert not out.exists() and not list(tmp_path.glob("*.tmp*")) and not list(tmp_path.glob(".*tmp*"))
+
+
+def test_a_killed_writers_temporary_file_is_cleaned_on_the_next_run(tmp_path):
+    import subprocess
+    import sys
+
+    from seisbind.io.embeddings import remove_stale_temporaries
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".k0.parquet.tmp-{int(gone.stdout)}"  # a process that has exited
+    live = tmp_path / f".k0.parquet.tmp-{os.getppid()}"  # a live process: a writer still at work
+    stale.write_bytes(b"half")
+    live.write_bytes(b"busy")
+    EmbeddingWriter(tmp_path / "k0.parquet", [], "waveform").abort()
+    assert not stale.exists() and live.exists()
+    assert remove_stale_temporaries(tmp_path / "k0.parquet") == []

@@ -26,6 +26,22 @@ import numpy as np
 METADATA_PREFIX = "seisbind."
 
 
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Delete ``.<name>.tmp-<pid>`` files beside ``path`` that a killed writer left (its process is
+    gone); a live writer's file is kept. Returns what was removed."""
+    removed = []
+    for tmp in Path(path).parent.glob(f".{Path(path).name}.tmp-*"):
+        try:
+            pid = int(tmp.name.rsplit("-", 1)[1])
+            os.kill(pid, 0)  # signal 0: only asks whether the process exists
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+        except (ValueError, PermissionError):
+            continue  # not our name pattern, or another user's live process
+    return removed
+
+
 class EmbeddingWriter:
     """Writes rows of (id, modality, metadata..., embedding) to ``path`` in row groups.
 
@@ -64,6 +80,7 @@ class EmbeddingWriter:
         self._meta: list[dict] = []
         self._embeddings: list[np.ndarray] = []
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.path)
         self._tmp = self.path.parent / f".{self.path.name}.tmp-{os.getpid()}"
         self._writer = pq.ParquetWriter(str(self._tmp), self.schema)
 

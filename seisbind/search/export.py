@@ -103,9 +103,13 @@ def _export_npy(out: Path, batches, total_rows: int, dim: int, metadata: dict) -
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from seisbind.io.embeddings import remove_stale_temporaries
+
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_npy = out.parent / f".{out.name}.tmp-{os.getpid()}"
     meta_path = out.with_suffix(".metadata.parquet")
+    remove_stale_temporaries(out)
+    remove_stale_temporaries(meta_path)
+    tmp_npy = out.parent / f".{out.name}.tmp-{os.getpid()}"
     tmp_meta = out.parent / f".{meta_path.name}.tmp-{os.getpid()}"
     schema = pa.schema([pa.field("row", pa.int64()), pa.field("id", pa.string()), pa.field("modality", pa.string()),
                         *export_fields()], metadata=metadata)  # fmt: skip
