@@ -246,3 +246,21 @@ def test_foreign_model_folders_are_refused_in_one_line(tmp_path):
     (folder / "config.json").write_text(config[:40])
     with pytest.raises(ValueError, match=r"config.json is not valid JSON"):
         SeisBindModel.from_pretrained(folder)
+
+
+def test_a_huge_config_beside_small_weights_is_refused_before_allocating(tmp_path, monkeypatch):
+    folder = create_model("tiny").save_pretrained(tmp_path / "m")
+    config = json.loads((folder / "config.json").read_text())
+    config["image"].update(width=16384, depth=48, num_heads=16)  # ~150 G parameters if built
+    (folder / "config.json").write_text(json.dumps(config))
+    built = []
+    original = SeisBindModel.__init__
+
+    def counting_init(self, *args, **kwargs):
+        built.append(torch.empty(0).device.type)  # the device the model is being built on
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SeisBindModel, "__init__", counting_init)
+    with pytest.raises(ValueError, match="does not match its config: .*wrong shapes"):
+        SeisBindModel.from_pretrained(folder)
+    assert built == ["meta"]  # only the shape check ran; no real model was allocated

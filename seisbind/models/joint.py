@@ -230,6 +230,7 @@ class SeisBindModel(nn.Module):
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, map_location: str | torch.device = "cpu") -> SeisBindModel:
         """Rebuild a model written by :meth:`save_pretrained` from a local directory."""
+        from safetensors import safe_open
         from safetensors.torch import load_file
 
         directory = Path(directory)
@@ -246,19 +247,26 @@ class SeisBindModel(nn.Module):
         arch = config.pop("architecture", cls.__name__)
         if arch != cls.__name__:
             raise ValueError(f"{config_path} describes a {arch}, not a {cls.__name__}")
-        model = cls(SeisBindConfig.from_dict(config))
+        config = SeisBindConfig.from_dict(config)
+        # The file's tensor names and shapes are checked against the config on the meta device
+        # (no memory) before anything is allocated: a config.json of a huge width fails here, not
+        # after building gigabytes of weights it does not match.
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in cls(config).state_dict().items()}
         try:
-            state = load_file(str(weights_path), device=str(map_location))
+            with safe_open(str(weights_path), framework="pt") as fh:
+                stored = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
         except Exception as err:  # safetensors raises its own SafetensorError (and OSError) on a foreign file
             raise ValueError(f"{weights_path} is not a safetensors file ({type(err).__name__}: {err}); a pickled "
                              "checkpoint is never loaded here: convert it with save_pretrained") from None
-        expected = model.state_dict()
-        missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-        wrong = [f"{k}: expected {tuple(expected[k].shape)}, got {tuple(v.shape)}"
-                 for k, v in state.items() if k in expected and v.shape != expected[k].shape]
+        missing, unexpected = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
+        wrong = [f"{k}: expected {expected[k]}, got {shape}"
+                 for k, shape in stored.items() if k in expected and shape != expected[k]]
         if missing or unexpected or wrong:
             raise ValueError(f"{weights_path} does not match its config: missing {missing}, "
                              f"unexpected {unexpected}, wrong shapes {wrong}")
+        state = load_file(str(weights_path), device=str(map_location))
+        model = cls(config)
         bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
         if bad:
             raise ValueError(f"{weights_path} holds non-finite (NaN or infinite) weights in {len(bad)} tensor(s), "
