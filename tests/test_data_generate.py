@@ -167,3 +167,12 @@ def test_a_second_run_of_the_same_shard_is_refused_while_the_first_holds_the_fol
             pass
     report = generate(out, "quake", 4, seed=3, workers=1, chunk_size=2, config=TINY_QUAKE, progress=False)
     assert report.dataset_path is not None  # released: the folder generates normally afterwards
+
+
+def test_a_truncated_chunk_is_named_in_one_line(tmp_path):
+    out = tmp_path / "d"
+    report = generate(out, "quake", 4, seed=3, workers=1, chunk_size=2, config=TINY_QUAKE, progress=False)
+    arrow = sorted((out / "chunks").rglob("*.arrow"))[0]
+    arrow.write_bytes(arrow.read_bytes()[: arrow.stat().st_size // 3])
+    with pytest.raises(ValueError, match=r"chunk-\d+ is corrupt .*delete that chunk folder and rerun"):
+        load_paired(report.dataset_path, "train")

@@ -31,6 +31,18 @@ def decode_batch(batch: dict) -> dict:
     return out
 
 
+def _load_chunk(folder: Path):
+    """One chunk, or a one-line error naming it: a truncated or foreign Arrow file is an
+    ``OSError`` or ``ArrowInvalid`` deep inside ``datasets``."""
+    import pyarrow as pa
+
+    try:
+        return datasets.load_from_disk(str(folder))
+    except (OSError, pa.ArrowException, ValueError, KeyError) as err:
+        raise ValueError(f"{folder} is corrupt ({type(err).__name__}: {' '.join(str(err).split())[:200]}); "
+                         "delete that chunk folder and rerun the same `seisbind generate` to rewrite it") from None
+
+
 def load_paired(path: str | os.PathLike, split: str | None = None, decode: bool = True):
     """The dataset written by ``seisbind generate``: a DatasetDict by split, or one split of it.
 
@@ -50,7 +62,7 @@ def load_paired(path: str | os.PathLike, split: str | None = None, decode: bool 
         )
     if split is not None and split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
-    parts = [datasets.load_from_disk(str(c)) for c in chunks]
+    parts = [_load_chunk(c) for c in chunks]
 
     def joined(s: str) -> datasets.Dataset:
         present = [p[s] for p in parts if s in p]  # a chunk holds only the splits its rows fall in
