@@ -132,6 +132,10 @@ def test_bad_segy_files_raise_errors_naming_file_and_problem(tmp_path):
         SegySurvey(junk)
     with pytest.raises(InputError, match=r"missing\.sgy: no such file"):
         SegySurvey(tmp_path / "missing.sgy")
+    segyio.tools.from_array2D(str(tmp_path / "whole.sgy"), np.ones((10, 20), np.float32))
+    (tmp_path / "cut.sgy").write_bytes((tmp_path / "whole.sgy").read_bytes()[:3600])  # headers, no trace
+    with pytest.raises(InputError, match=r"cut\.sgy: not a readable SEG-Y file .*3600 bytes"):
+        SegySurvey(tmp_path / "cut.sgy")
     small = tmp_path / "small.sgy"
     segyio.tools.from_array2D(str(small), np.ones((10, 20), np.float32))
     with pytest.raises(InputError, match=r"small\.sgy: line sections are 20 x 10.*smaller than the 64 x 64"):

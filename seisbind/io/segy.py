@@ -73,8 +73,9 @@ class SegySurvey:
             raise InputError(f"{self.path}: no such file")
         try:
             self._file = segyio.open(str(self.path), "r", iline=iline, xline=xline, ignore_geometry=True, endian=endian)
-        except (RuntimeError, OSError, ValueError) as err:
-            raise InputError(f"{self.path}: not a readable SEG-Y file ({' '.join(str(err).split())})") from err
+        except (RuntimeError, OSError, ValueError, IndexError) as err:  # IndexError: a file with no whole trace
+            raise InputError(f"{self.path}: not a readable SEG-Y file ({' '.join(str(err).split())}; "
+                             f"{self.path.stat().st_size} bytes, a SEG-Y header alone is 3600)") from err
         try:
             self._read_geometry(iline, xline)
         except BaseException:
@@ -99,7 +100,7 @@ class SegySurvey:
             factor[scalco < 0] = -1.0 / scalco[scalco < 0]
             self.cdp_x = np.asarray(f.attributes(_CDP_X)[:], dtype=np.float64) * factor
             self.cdp_y = np.asarray(f.attributes(_CDP_Y)[:], dtype=np.float64) * factor
-        except (RuntimeError, OSError, ValueError) as err:
+        except (RuntimeError, OSError, ValueError, IndexError) as err:
             raise InputError(f"{self.path}: cannot read the trace headers ({err})") from err
         ils, xls = np.unique(self.inline_numbers), np.unique(self.crossline_numbers)
         if len(ils) == 1 or len(xls) == 1:
