@@ -92,6 +92,15 @@ def test_resampling_keeps_the_band_and_removes_what_would_alias():
     assert np.max(np.abs(rec.data[0, inner] - expected[inner])) < 0.02
 
 
+def test_window_lengths_must_be_finite():
+    from seisbind.io.obspy_streams import window_samples
+
+    assert window_samples(30.0, 100.0) == 3001 and window_samples(0.0, 100.0) == 0
+    for bad in (float("inf"), float("nan"), -1.0):
+        with pytest.raises(ValueError, match="window_seconds must be a finite number >= 0"):
+            window_samples(bad, 100.0)
+
+
 def test_one_rate_policy_for_streams_and_arrays():
     """Upsampling beyond MAX_UPSAMPLING (2x) is refused on every path unless allowed; downsampling
     and 2x pass; the original rate is kept on the record; arrays of any leading shape resample."""

@@ -215,8 +215,8 @@ def group_traces(stream) -> dict[tuple[str, str, str, str], list]:
 
 def window_samples(window_seconds: float, rate: float) -> int:
     """Samples in a window: ``round(seconds * rate) + 1`` (30 s at 100 Hz -> 3001), 0 for whole records."""
-    if window_seconds < 0:
-        raise ValueError(f"window_seconds must be >= 0 (0 = whole records), got {window_seconds}")
+    if not (math.isfinite(window_seconds) and window_seconds >= 0):
+        raise ValueError(f"window_seconds must be a finite number >= 0 (0 = whole records), got {window_seconds}")
     return int(round(window_seconds * rate)) + 1 if window_seconds > 0 else 0
 
 
