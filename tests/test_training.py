@@ -251,6 +251,22 @@ def test_a_one_geology_validation_split_is_refused_before_step_1(tmp_path):
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+def test_a_checkpoint_whose_random_states_do_not_load_is_refused(tiny_data, tmp_path):
+    """Accelerate only logs when random_states_0.pkl fails to load; the resume refuses it instead,
+    even when the manifest was rewritten to match the bad file."""
+    from seisbind.training.checkpointing import MANIFEST_NAME, sha256_file
+
+    train(tiny_config(tiny_data, tmp_path, max_steps=2, save_every=2, eval_every=0))
+    folder = tmp_path / "checkpoints" / "step-00000002"
+    rng = folder / "random_states_0.pkl"
+    rng.write_bytes(b"not a state")
+    manifest = json.loads((folder / MANIFEST_NAME).read_text())
+    manifest["files"][rng.name] = {"size": rng.stat().st_size, "sha256": sha256_file(rng)}
+    (folder / MANIFEST_NAME).write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match=r"random states \(random_states_0.pkl\) did not load"):
+        train(tiny_config(tiny_data, tmp_path, max_steps=4, save_every=2, eval_every=0, resume="latest"))
+
+
 class PoisonedLoss(seisbind.models.ContrastiveLoss):
     """The real loss, except that its 5th call (step 5) returns NaN."""
 

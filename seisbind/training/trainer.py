@@ -14,6 +14,7 @@ step ``s + 1`` with the data, optimiser, scheduler and random state the uninterr
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
 import time
@@ -101,6 +102,36 @@ def _check_data(rows, model, split: str, path: str) -> None:
         raise ValueError(f"{path} ({split}) is sampled at {float(rate):g} Hz but the waveform tower expects "
                          f"{cfg.waveform.sampling_rate:g} Hz; resample the data or set "
                          f"model_overrides.waveform.sampling_rate")
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def _load_state_or_refuse(accelerator, folder: Path) -> None:
+    """``accelerator.load_state``, refusing a checkpoint whose random states do not load.
+
+    Accelerate catches any error while restoring ``random_states_<rank>.pkl`` and only logs "Could
+    not load random states" at INFO level: the run would go on with other random streams and no
+    longer continue the checkpointed one. Its log is listened to here, and that case is an error."""
+    logger = logging.getLogger("accelerate.checkpointing")
+    handler, level = _Records(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        accelerator.load_state(str(folder))
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    if any("Could not load random states" in m for m in handler.messages):
+        raise CheckpointError(f"checkpoint {folder}: its random states (random_states_{accelerator.process_index}.pkl) "
+                              "did not load, so the resumed run would not continue the same random streams; "
+                              "resume from an earlier checkpoint")
 
 
 def _resolve_resume(resume: str, root: Path, log) -> Path | None:
@@ -208,7 +239,7 @@ def train(config: TrainConfig) -> TrainResult:
     # run logs the same means as an uninterrupted one.
     window_loss, window_steps = 0.0, 0
     if resume_folder is not None:
-        accelerator.load_state(str(resume_folder))
+        _load_state_or_refuse(accelerator, resume_folder)
         state = read_trainer_state(resume_folder)
         start_step, best_metric, best_step = int(state["step"]), state.get("best_metric"), state.get("best_step")
         window_loss, window_steps = float(state.get("window_loss", 0.0)), int(state.get("window_steps", 0))
