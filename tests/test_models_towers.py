@@ -299,3 +299,10 @@ def test_sampling_rate_is_named_as_obspy_names_it_and_the_old_name_still_reads(t
 def test_invalid_tower_configs_are_refused(waveform, message):
     with pytest.raises(ValueError, match=message):
         create_model("tiny", waveform=waveform)
+
+
+def test_dynamic_size_images_must_be_whole_patches():
+    """Found by the fuzz suite: timm asserted (AssertionError) on a 17-pixel-wide section."""
+    model = create_model("tiny", image={"dynamic_img_size": True})
+    with pytest.raises(ValueError, match=r"whole number of 16x16 patches; got 16x17: crop or pad them to 16x16"):
+        model.encode_image(torch.randn(1, 1, 16, 17))

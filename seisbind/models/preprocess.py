@@ -65,6 +65,9 @@ def validate_images(images: torch.Tensor, config: ImageTowerConfig) -> torch.Ten
         p = config.patch_size
         if height < p or width < p:
             raise ValueError(f"images must be at least {p}x{p} (one patch); got {height}x{width}")
+        if height % p or width % p:  # timm asserts this deep inside; say it here, with what to do
+            raise ValueError(f"images must be a whole number of {p}x{p} patches; got {height}x{width}: crop or "
+                             f"pad them to {height // p * p or p}x{width // p * p or p}")
     elif (height, width) != config.img_hw:
         h, w = config.img_hw
         raise ValueError(
