@@ -177,3 +177,42 @@ def test_the_cli_on_random_files_exits_cleanly_and_writes_only_its_output(tmp_pa
     assert code in (0, 1, 2)
     new = {p for p in set(folder.rglob("*")) - before if p.is_file()}
     assert new <= {out}, new
+
+
+@given(st.binary(max_size=4096))
+def test_segy_files_of_random_bytes_are_refused(tmp_path_factory, blob):
+    from seisbind.io.segy import SegySurvey
+
+    path = tmp_path_factory.mktemp("s") / "x.sgy"
+    path.write_bytes(blob)
+    try:
+        SegySurvey(path)
+    except ALLOWED:
+        pass
+
+
+manifest_cells = st.one_of(st.text(max_size=12), st.sampled_from(["x.npy", "missing.mseed", "-1", "nan", "1e9", ""]))
+
+
+@given(st.lists(st.dictionaries(st.sampled_from(["pair_id", "image_path", "waveform_path", "waveform_start",
+                                                 "waveform_sampling_rate", "family", "split"]),
+                                manifest_cells, min_size=1, max_size=7), min_size=0, max_size=4))
+def test_malformed_manifests_convert_or_are_refused_writing_only_their_folder(tmp_path_factory, rows):
+    import csv
+
+    from seisbind.io.manifest import convert_manifest
+
+    folder = tmp_path_factory.mktemp("m")
+    np.save(folder / "x.npy", np.ones((64, 64), np.float32))
+    names = sorted({k for r in rows for k in r}) or ["pair_id"]
+    with open(folder / "m.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=names)
+        writer.writeheader()
+        writer.writerows(rows)
+    before = {p for p in folder.rglob("*")}
+    try:
+        convert_manifest(folder / "m.csv", folder / "out", progress=False, log=None)
+    except ALLOWED:
+        pass
+    new = {p for p in set(folder.rglob("*")) - before if p.is_file()}
+    assert all(folder / "out" in p.parents for p in new), new
