@@ -92,7 +92,7 @@ def query(
     """Embed the query, search, and return ``(query array, scores, metadata rows, index)``."""
     import torch
 
-    from seisbind.io.encode import config_sha256, load_model, weights_sha256
+    from seisbind.io.encode import load_model
     from seisbind.io.npy import read_npy
     from seisbind.search.faiss_index import EmbeddingIndex
 
@@ -102,7 +102,7 @@ def query(
     want = ModalityType.IMAGE if waveform else ModalityType.WAVEFORM
     if index.info.get("modality", ModalityType.IMAGE) != want:
         raise ValueError(f"{index_dir} indexes {index.info.get('modality')} embeddings; a {'waveform' if waveform else 'image'} query searches {want}s")
-    model, _ = load_model(model_spec)
+    model, info = load_model(model_spec)  # info carries the config and weights hashes, computed once
     with torch.no_grad():
         if waveform:
             arr = load_query_waveform(waveform, model.sampling_rate, window_seconds, missing, npy_rate, max_upsampling)
@@ -112,7 +112,7 @@ def query(
             if arr.ndim != 2:
                 raise ValueError(f"{image}: an image query must be a 2-D (H, W) array, got {arr.shape}")
             emb = model.encode_image(torch.from_numpy(arr.astype(np.float32))[None, None]).numpy()
-    scores, rows = index.search(emb, k, model_config_sha256=config_sha256(model), model_weights_sha256=weights_sha256(model),
+    scores, rows = index.search(emb, k, model_config_sha256=info["config_sha256"], model_weights_sha256=info["weights_sha256"],
                                 allow_other_weights=allow_other_weights)
     hits = index.metadata.take(rows[0]).to_pylist()
     return arr, scores[0], hits, index
