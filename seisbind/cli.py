@@ -25,20 +25,28 @@ _COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def chosen_command(argv: list[str]) -> str | None:
+    """The sub-command named on the command line (its first word that is one), or None."""
+    return next((word for word in argv if word in _COMMANDS), None)
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with ``only``, the other sub-commands are listed but their options (and
+    modules) are not loaded, so ``seisbind --help`` and each job start fast."""
     parser = argparse.ArgumentParser(prog="seisbind", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in _COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_module=module_name, _name=name)
-        module = importlib.import_module(module_name)
-        module.add_arguments(p)
+        if only is None or name == only:
+            importlib.import_module(module_name).add_arguments(p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(only=chosen_command(argv) or "")
     args = parser.parse_args(argv)
     if args.version:
         from seisbind import __version__

@@ -19,6 +19,7 @@ import numpy as np
 
 from seisbind.argtypes import positive_int
 from seisbind.configs import config_path, load_yaml
+from seisbind.overrides import add_set_argument, split_override
 
 DATA_CONFIG = config_path("data", "quake-quickstart.yaml")
 TRAIN_CONFIG = config_path("quickstart.yaml")
@@ -31,8 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-steps", type=int, help="training steps (default: configs/quickstart.yaml)")
     p.add_argument("--batch-size", type=positive_int, help="training batch (default: configs/quickstart.yaml)")
     p.add_argument("--baseline-steps", type=int, default=200, help="training steps of the spectrogram baseline")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true")
+    add_set_argument(p, "a train config key of step 2 (configs/quickstart.yaml)", "lr=1e-3")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data, training and baselines (default 0)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def write_query_mseed(row: dict, source: int, path: Path) -> Path:
@@ -65,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
     timings = {}
     start = time.perf_counter()
 
+    for item in args.set:
+        split_override(item)  # a malformed or unknown --set fails now, not after generating the data
+    load_config(TRAIN_CONFIG, list(args.set))
     print(f"[1/5] generating {args.num_geologies} quake geologies -> {out / 'data'}")
     data_cfg = load_yaml(DATA_CONFIG.read_text())
     report = generate(out / "data", "quake", args.num_geologies, seed=args.seed, workers=args.workers,
@@ -81,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         overrides += [f"max_steps={args.max_steps}", f"warmup_steps={args.max_steps // 10}",
                       f"eval_every={every}", f"save_every={every}"]  # fmt: skip
     t = time.perf_counter()
-    result = train(load_config(TRAIN_CONFIG, overrides))
+    result = train(load_config(TRAIN_CONFIG, overrides + list(args.set)))
     model_dir = out / "train" / "best-model"
     timings["train"] = time.perf_counter() - t
 

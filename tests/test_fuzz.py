@@ -170,7 +170,7 @@ def test_the_cli_on_random_files_exits_cleanly_and_writes_only_its_output(tmp_pa
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            code = main(["embed-waveforms", "--mseed", str(src / name), "--model", "tiny", "--out", str(out),
+            code = main(["embed-waveforms", "--waveforms", str(src / name), "--model", "tiny", "--out", str(out),
                          "--no-progress"])
     finally:
         os.chdir(cwd)

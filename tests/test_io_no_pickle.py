@@ -89,15 +89,15 @@ def test_compressed_payload_is_refused_and_never_unpacked_into_guessing(tmp_path
 def test_embed_waveforms_cli_refuses_the_payload(evil, tmp_path, capsys):
     path, marker = evil
     out = tmp_path / "x.parquet"
-    assert main(["embed-waveforms", "--mseed", str(path), "--model", "tiny", "--out", str(out), "--no-progress"]) != 0
+    assert main(["embed-waveforms", "--waveforms", str(path), "--model", "tiny", "--out", str(out), "--no-progress"]) != 0
     err = capsys.readouterr().err
     (line,) = [ln for ln in err.splitlines() if ln.startswith("skipped file")]
     assert str(path) in line and "MSEED, SAC" in line
     assert not marker.exists()
     # a folder holding it: the same
-    assert main(["embed-waveforms", "--mseed", str(tmp_path), "--model", "tiny", "--out", str(out), "--no-progress"]) != 0
+    assert main(["embed-waveforms", "--waveforms", str(tmp_path), "--model", "tiny", "--out", str(out), "--no-progress"]) != 0
     with pytest.raises(SystemExit) as stop:  # --format PICKLE: refused by the argument parser
-        main(["embed-waveforms", "--mseed", str(path), "--model", "tiny", "--out", str(out), "--format", "pickle"])
+        main(["embed-waveforms", "--waveforms", str(path), "--model", "tiny", "--out", str(out), "--format", "pickle"])
     assert stop.value.code == 2 and "invalid choice" in capsys.readouterr().err
 
 

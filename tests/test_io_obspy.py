@@ -259,7 +259,7 @@ def test_embed_waveforms_cli_embeds_files_and_lists_failures(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("not a waveform")
     out = tmp_path / "w.parquet"
     with pytest.warns(UserWarning, match="random"):
-        rc = main(["embed-waveforms", "--mseed", str(tmp_path), "--model", "tiny", "--out", str(out),
+        rc = main(["embed-waveforms", "--waveforms", str(tmp_path), "--model", "tiny", "--out", str(out),
                    "--window-seconds", "10", "--no-progress"])  # fmt: skip
     err = capsys.readouterr().err
     assert rc == 1 and "notes.txt: ObsPy cannot read it" in err
@@ -276,7 +276,7 @@ def test_embed_waveforms_writes_nothing_when_every_input_fails(tmp_path, capsys)
     (tmp_path / "notes.txt").write_text("not a waveform")
     out = tmp_path / "w.parquet"
     with pytest.warns(UserWarning, match="random"):
-        rc = main(["embed-waveforms", "--mseed", str(tmp_path / "notes.txt"), "--model", "tiny", "--out", str(out),
+        rc = main(["embed-waveforms", "--waveforms", str(tmp_path / "notes.txt"), "--model", "tiny", "--out", str(out),
                    "--no-progress"])  # fmt: skip
     err = capsys.readouterr().err
     assert rc == 1 and "notes.txt: ObsPy cannot read it" in err and "was not written" in err

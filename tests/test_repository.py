@@ -100,7 +100,7 @@ def test_counts_and_durations_are_checked_when_the_command_line_is_read(capsys):
         (["import-manifest", "m.csv", "--out", "o", "--stations", "0"], "argument --stations: expected a whole number"),
         (["index", "query", "--index", "i", "--model", "m", "--waveform", "w", "--window-seconds", "inf"],
          "argument --window-seconds: expected a finite number, got inf"),
-        (["embed-waveforms", "--mseed", "f", "--model", "m", "--out", "o", "--stride-seconds", "0"],
+        (["embed-waveforms", "--waveforms", "f", "--model", "m", "--out", "o", "--stride-seconds", "0"],
          "argument --stride-seconds: expected a number above 0"),
     ]
     for argv, message in cases:

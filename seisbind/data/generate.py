@@ -124,7 +124,9 @@ def _write_plan(out_dir: Path, plan: dict) -> None:
 
 
 def read_plan(out_dir: str | os.PathLike) -> dict:
-    path = Path(out_dir) / "generation.json"
+    from seisbind.paths import require_folder
+
+    path = require_folder(out_dir, "a data folder written by `seisbind generate` or an import") / "generation.json"
     if not path.exists():
         raise FileNotFoundError(f"{out_dir} is not a seisbind generation folder (no generation.json)")
     return json.loads(path.read_text())

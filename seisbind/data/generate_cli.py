@@ -6,7 +6,11 @@ import argparse
 
 from seisbind.argtypes import positive_float, positive_int
 from seisbind.configs import load_yaml
-from seisbind.data.scenarios import SCENARIOS
+from seisbind.overrides import add_set_argument, parse_overrides
+
+# The scenarios' names, written here so `seisbind generate --help` needs no torch or deepwave
+# (tests/test_repository.py checks them against seisbind.data.scenarios.SCENARIOS).
+SCENARIO_NAMES = ("openfwi", "quake")
 
 # Flags that map to scenario config keys (per scenario), as open_clip's flags map to config keys.
 _FLAG_TO_KEY = {
@@ -20,7 +24,9 @@ _FLAG_TO_KEY = {
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--scenario", choices=sorted(SCENARIOS), default="quake")
+    p.add_argument("--scenario", choices=SCENARIO_NAMES, default="quake",
+                   help="quake: sections + 3-C station records of sources at depth; openfwi: OpenFWI-layout "
+                        "velocity maps + 5-shot acoustic gathers (default quake)")
     p.add_argument("--out", required=True, help="output folder (resumes if it holds the same generation)")
     p.add_argument("--num-geologies", type=int, default=32, help="geologies (rows) to generate (default 32)")
     p.add_argument("--sources-per-geology", type=int, help="quake: sources (positive waveforms) per geology")
@@ -30,12 +36,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grid-spacing", type=float, help="simulation cell size, m")
     p.add_argument("--wavelet-freq", type=float, help="Ricker peak frequency, Hz")
     p.add_argument("--config", help="YAML file of scenario config keys (see configs/data/)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any scenario config key (YAML value)")
-    p.add_argument("--seed", type=int, default=0)
+    add_set_argument(p, "any scenario config key", "width_m=4000")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the geologies and sources (default 0)")
     p.add_argument("--workers", type=int, default=0, help="worker processes, one thread each (0 = one per CPU)")
     p.add_argument("--shard", default="0/1", help="k/n: generate only chunks c with c %% n == k (cluster array jobs)")
     p.add_argument("--chunk-size", type=positive_int, default=8, help="geologies per chunk: the unit of resume")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--import-openfwi", metavar="NPY_DIR", help="convert OpenFWI data*/model*.npy pairs instead of simulating")
     p.add_argument("--export-openfwi", metavar="NPY_DIR", help="after generating, write the openfwi split(s) as OpenFWI .npy pairs")
 
@@ -57,11 +63,7 @@ def config_overrides(args: argparse.Namespace) -> dict:
         keys = per_scenario[args.scenario]
         for key in keys if isinstance(keys, tuple) else (keys,):
             overrides[key] = value
-    for item in args.set:
-        if "=" not in item:
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        overrides[key.strip()] = load_yaml(value)
+    overrides.update(parse_overrides(args.set))
     return overrides
 
 

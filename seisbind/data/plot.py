@@ -65,7 +65,7 @@ def plot_pair(row: dict, source: int = 0, path: str | os.PathLike | None = None)
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="a folder written by `seisbind generate`")
-    p.add_argument("--split", default="train", choices=("train", "validation", "test"))
+    p.add_argument("--split", default="train", choices=("train", "validation", "test"), help="split of the row (default train)")
     p.add_argument("--index", type=int, default=0, help="row of the split")
     p.add_argument("--source", type=int, default=0, help="which of the row's sources to draw")
     p.add_argument("--out", required=True, help="PNG file to write")

@@ -22,9 +22,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-dead", action="store_true", help="also embed constant patches (zero padding, dead areas)")
     p.add_argument("--iline-byte", type=int, default=189, help="trace header byte of the inline number (default 189)")
     p.add_argument("--xline-byte", type=int, default=193, help="trace header byte of the crossline number (default 193)")
-    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--batch-size", type=positive_int, default=32, help="items embedded per forward pass (default 32)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def patch_id(coords: dict) -> str:

@@ -13,8 +13,10 @@ from seisbind.io.obspy_streams import GAP_MODES, GROUP_MODES, MAX_UPSAMPLING, WA
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--mseed", nargs="+", metavar="FILE",
-                        help="miniSEED, SAC or another format of --format, detected per file; folders are searched recursively")
+    source.add_argument("--waveforms", nargs="+", metavar="FILE",
+                        help="recordings: miniSEED, SAC or another format of --format's list (never any other), "
+                             "detected per file; folders are searched recursively")
+    source.add_argument("--mseed", nargs="+", metavar="FILE", help="deprecated name of --waveforms")
     source.add_argument("--seisbench", metavar="DIR", help="a SeisBench dataset folder on local disk (never downloaded)")
     p.add_argument("--model", required=True,
                    help="a folder written by save_pretrained, or an architecture name such as tiny (random weights)")
@@ -36,9 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="read every file as this format (any case; also unpacks gzip/zip/tar files of it): "
                         f"{', '.join(WAVEFORM_FORMATS)}; default: detected per file among these")
     p.add_argument("--limit", type=positive_int, help="SeisBench: embed only the first N traces")
-    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--batch-size", type=positive_int, default=32, help="items embedded per forward pass (default 32)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def expand_paths(paths: list[str]) -> list[str]:
@@ -75,9 +77,13 @@ def run(args: argparse.Namespace) -> int:
 
         dataset = open_dataset(args.seisbench)
     else:
-        files = expand_paths(args.mseed)
+        if args.mseed:
+            print("note: --mseed is deprecated (it reads every format of the allow-list, not only miniSEED); "
+                  "write --waveforms", file=sys.stderr)
+        given = args.waveforms or args.mseed
+        files = expand_paths(given)
         if not files:
-            raise ValueError(f"no files found in {args.mseed}")
+            raise ValueError(f"no files found in {given}")
     inventory = None
     if args.inventory:
         import obspy

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from seisbind.modalities import ModalityType
+from seisbind.paths import require_folder
 
 
 def config_json(model) -> str:
@@ -57,12 +58,19 @@ def load_model(spec: str | os.PathLike, device: str = "cpu"):
     """``(model in eval mode, info dict)`` from a save_pretrained folder or an architecture name."""
     from seisbind.models.joint import SeisBindModel
 
+    from seisbind.models.factory import list_models
+
     path = Path(spec).expanduser()
     if path.is_dir():
         model = SeisBindModel.from_pretrained(path, map_location=device)
         weights = "pretrained"
     else:
         from seisbind.models.factory import create_model
+
+        names = list_models()
+        if str(spec) not in names and not (path.suffix == ".json" and path.is_file()):
+            require_folder(path, "a model folder written by save_pretrained (config.json + model.safetensors) "
+                                 f"or an architecture name ({', '.join(names)})")
 
         model = create_model(str(spec)).to(device)
         weights = "random"

@@ -35,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gaps", choices=GAP_MODES, default="refuse", help="gaps in miniSEED: refuse, fill or split")
     p.add_argument("--chunk-size", type=positive_int, default=64, help="rows per chunk (default 64)")
     p.add_argument("--seed", type=int, default=0, help="seed of the train/validation/test assignment")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:

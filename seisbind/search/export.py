@@ -15,11 +15,8 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
-from tqdm.auto import tqdm
 
 from seisbind.argtypes import positive_int
-from seisbind.evaluation.embed import encode_records, item_positions
 from seisbind.modalities import ModalityType
 
 LABELS = ("family", "fault_present", "n_layers", "vs30", "depth_vs760_m", "caption")
@@ -55,16 +52,25 @@ def _rows_of_batch(rows: dict, split: str, data_dir: str) -> tuple[list, list, l
     return img_ids, img_meta, wav_ids, wav_meta
 
 
-@torch.no_grad()
 def iter_embeddings(model, dataset, split: str, data_dir: str, batch_size: int, progress: bool):
     """Yield ``(modality, ids, metadata rows, embeddings)`` for each batch of geologies."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from seisbind.evaluation.embed import encode_records, item_positions
+
     for start in tqdm(range(0, len(dataset), batch_size), desc=f"export {split}", unit="batch", disable=not progress):
         rows = dataset[start : start + batch_size]
         img_ids, img_meta, wav_ids, wav_meta = _rows_of_batch(rows, split, data_dir)
-        yield ModalityType.IMAGE, img_ids, img_meta, model.encode_image(torch.stack(rows["image"])).numpy()
+        # no_grad around each computation, not around the yields: grad mode must not leak to the caller
+        with torch.no_grad():
+            images = model.encode_image(torch.stack(rows["image"])).numpy()
+        yield ModalityType.IMAGE, img_ids, img_meta, images
         waves = torch.cat(list(rows["waveforms"]))
         positions = item_positions(rows, [len(w) for w in rows["waveforms"]])
-        yield ModalityType.WAVEFORM, wav_ids, wav_meta, encode_records(model, waves, positions, batch_size // 2)
+        with torch.no_grad():
+            waveforms = encode_records(model, waves, positions, batch_size // 2)
+        yield ModalityType.WAVEFORM, wav_ids, wav_meta, waveforms
 
 
 def export(
@@ -142,11 +148,11 @@ def _export_npy(out: Path, batches, total_rows: int, dim: int, metadata: dict) -
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="a save_pretrained folder (or an architecture name: random weights)")
     p.add_argument("--data", required=True, help="a folder written by `seisbind generate` or an import")
-    p.add_argument("--split", default="test", choices=("train", "validation", "test"))
+    p.add_argument("--split", default="test", choices=("train", "validation", "test"), help="split to export (default test)")
     p.add_argument("--out", required=True, help="FILE.parquet, or FILE.npy (+ FILE.metadata.parquet)")
     p.add_argument("--format", choices=("parquet", "npy"), help="default: from the --out suffix")
     p.add_argument("--batch-size", type=positive_int, default=8, help="geologies per batch")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:

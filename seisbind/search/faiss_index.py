@@ -217,7 +217,9 @@ class EmbeddingIndex:
         faiss = import_faiss()
         import pyarrow.parquet as pq
 
-        d = Path(directory)
+        from seisbind.paths import require_folder
+
+        d = require_folder(directory, "an index folder written by `seisbind index build`")
         for name in (INFO_FILE, INDEX_FILE, METADATA_FILE):
             if not (d / name).is_file():
                 raise FileNotFoundError(f"{d} is not a complete seisbind index: {name} is missing")

@@ -9,9 +9,23 @@ One idea per module: ``config`` (the YAML config and ``key=value`` overrides), `
     result = train(load_config("configs/quickstart.yaml", ["max_steps=100"]))
 """
 
-from seisbind.training.checkpointing import CheckpointError, verify_checkpoint
-from seisbind.training.config import TrainConfig, load_config
-from seisbind.training.trainer import TrainingDiverged, TrainResult, train
+# Loaded on first use (PEP 562): the command line reads this package's config and CLI modules
+# without importing torch and Accelerate (`seisbind --help` stays fast).
+_LAZY = {
+    "CheckpointError": "seisbind.training.checkpointing",
+    "verify_checkpoint": "seisbind.training.checkpointing",
+    "TrainConfig": "seisbind.training.config",
+    "load_config": "seisbind.training.config",
+    "TrainingDiverged": "seisbind.training.trainer",
+    "TrainResult": "seisbind.training.trainer",
+    "train": "seisbind.training.trainer",
+}
+__all__ = sorted(_LAZY)
 
-__all__ = ["CheckpointError", "TrainConfig", "TrainResult", "TrainingDiverged", "load_config", "train",
-           "verify_checkpoint"]
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'seisbind.training' has no attribute {name!r}")
