@@ -109,9 +109,139 @@ def test_bad_query_files_get_clear_errors(setup, capsys, kind, message):
     write_mseed(w, path, rate=20.0 if kind == "rate" else 100.0, drop="E" if kind == "missing" else None, nan=kind == "nan")
     capsys.readouterr()
     rc = main(["index", "query", "--index", str(setup / "ix3"), "--model", str(setup / "model"),
-               "--waveform", str(path), "--window-seconds", "2"])  # fmt: skip
+               "--waveform", str(path), "--window-seconds", "2", "--missing", "refuse"])  # fmt: skip
     assert rc == 2
     assert message in capsys.readouterr().err
+
+
+def test_query_fills_a_missing_component_by_default(setup, capsys):
+    """--missing defaults to fill, as embed-waveforms does: a file without E is queried, not refused."""
+    main(["index", "build", "--embeddings", str(setup / "train.parquet"), "--out", str(setup / "ix-fill")])
+    write_mseed(load_paired(setup / "data", "train")[0]["waveforms"][0].numpy(), setup / "no-e.mseed", drop="E")
+    capsys.readouterr()
+    assert main(["index", "query", "--index", str(setup / "ix-fill"), "--model", str(setup / "model"),
+                 "--waveform", str(setup / "no-e.mseed"), "--window-seconds", "2", "--k", "2"]) == 0  # fmt: skip
+    assert "| 1 |" in capsys.readouterr().out
+
+
+def test_every_index_option_has_help():
+    import argparse
+
+    from seisbind.cli import build_parser
+
+    index = build_parser()._subparsers._group_actions[0].choices["index"]
+    actions = index._subparsers._group_actions[0].choices
+    assert set(actions) == {"build", "query"}
+    undocumented = [(name, a.option_strings) for name, sub in actions.items() for a in sub._actions
+                    if a.option_strings and not isinstance(a, argparse._HelpAction) and not (a.help or "").strip()]  # fmt: skip
+    assert undocumented == []
+    assert actions["query"].get_default("missing") == "fill"
+
+
+T0 = obspy.UTCDateTime(2026, 1, 1)
+
+
+def write_record(path, seconds=60.0, rate=100.0, stations=1, bump_at=40.0, seed=0):
+    """A long record of noise with a distinctive burst at ``bump_at`` s on every station; returns its (stations, 3, n) data."""
+    rng = np.random.default_rng(seed)
+    n = int(round(seconds * rate))
+    data = rng.standard_normal((stations, 3, n)).astype(np.float32)
+    t = np.arange(n) / rate
+    data += (20 * np.exp(-(((t - bump_at - 1) / 0.3) ** 2)) * np.sin(2 * np.pi * 5 * t)).astype(np.float32)
+    st = obspy.Stream()
+    for k in range(stations):
+        for c, comp in enumerate("ZNE"):
+            st.append(obspy.Trace(data[k, c].copy(), header={"network": "SB", "station": f"S{k:02d}", "channel": f"HH{comp}",
+                                                             "sampling_rate": rate, "starttime": T0}))  # fmt: skip
+    st.write(str(path), format="MSEED")
+    return data
+
+
+def test_starttime_picks_the_query_window_of_a_long_record(setup, tmp_path):
+    from seisbind.io.obspy_streams import prepare_stream, read_stream
+    from seisbind.search.index_cli import load_query_waveform, query
+
+    path = tmp_path / "long.mseed"
+    data = write_record(path, stations=2)
+    at40 = load_query_waveform(str(path), 100.0, 5.0, "fill", None, starttime=str(T0 + 40))
+    np.testing.assert_array_equal(at40, data[:, :, 4000:4501])  # 5 s from 40 s: 501 samples, the burst inside
+    assert np.abs(at40).max() > 10 > np.abs(load_query_waveform(str(path), 100.0, 5.0, "fill", None)).max()
+    np.testing.assert_array_equal(load_query_waveform(str(path), 100.0, 5.0, "fill", None, endtime=str(T0 + 45)), at40)
+    np.testing.assert_array_equal(
+        load_query_waveform(str(path), 100.0, 5.0, "fill", None, starttime="2026-01-01T00:00:40", endtime="2026-01-01T00:00:42"),
+        data[:, :, 4000:4201],
+    )
+    main(["index", "build", "--embeddings", str(setup / "train.parquet"), "--out", str(tmp_path / "ix")])
+    arr, _, hits, _ = query(str(tmp_path / "ix"), str(setup / "model"), waveform=str(path), k=2, window_seconds=5.0,
+                            starttime="2026-01-01T00:00:40")  # fmt: skip
+    np.testing.assert_array_equal(arr, data[:, :, 4000:4501])
+    # a record resampled to the model's rate: the window equals that of the whole record resampled
+    fast = tmp_path / "fast.mseed"
+    write_record(fast, rate=250.0, seed=1)
+    prepared = prepare_stream(read_stream(fast), 100.0).records[0]
+    np.testing.assert_allclose(load_query_waveform(str(fast), 100.0, 5.0, "fill", None, starttime=str(T0 + 40)),
+                               prepared.data[None, :, 4000:4501], rtol=0, atol=1e-5)  # fmt: skip
+
+
+def test_a_query_time_outside_the_record_is_one_line_naming_its_span(setup, tmp_path, capsys):
+    path = tmp_path / "long.mseed"
+    write_record(path)
+    main(["index", "build", "--embeddings", str(setup / "train.parquet"), "--out", str(tmp_path / "ix")])
+    base = ["index", "query", "--index", str(tmp_path / "ix"), "--model", str(setup / "model"), "--waveform", str(path),
+            "--window-seconds", "5"]  # fmt: skip
+    span = "which spans 2026-01-01T00:00:00.000000Z .. 2026-01-01T00:00:59.990000Z"
+    for extra in (["--starttime", "2026-01-01T00:01:30"], ["--starttime", "2026-01-01T00:00:58"],
+                  ["--endtime", "2025-12-31T23:59:59"]):  # fmt: skip
+        capsys.readouterr()
+        assert main([*base, *extra]) == 2
+        err = capsys.readouterr().err
+        assert span in err and len(err.strip().splitlines()) == 1, err
+    for extra, message in ((["--starttime", "yesterday"], "--starttime 'yesterday' is not a time ObsPy reads"),
+                           (["--starttime", "2026-01-01T00:00:10", "--endtime", "2026-01-01T00:00:05"], "is not after")):  # fmt: skip
+        capsys.readouterr()
+        assert main([*base, *extra]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_query_on_an_index_of_the_users_own_recordings_shows_stations_and_times(setup, tmp_path, capsys):
+    from seisbind.search.answers import tile, waveform_traces
+    from seisbind.search.index_cli import query
+
+    path = tmp_path / "day.mseed"
+    data = write_record(path, seconds=40.0, stations=2, bump_at=20.0)
+    assert main(["embed-waveforms", "--waveforms", str(path), "--model", str(setup / "model"), "--out", str(tmp_path / "w.parquet"),
+                 "--window-seconds", "10", "--group", "stream", "--no-progress"]) == 0  # fmt: skip
+    assert main(["index", "build", "--embeddings", str(tmp_path / "w.parquet"), "--modality", "waveform",
+                 "--out", str(tmp_path / "ix")]) == 0  # fmt: skip
+    np.save(tmp_path / "section.npy", np.random.default_rng(0).random((64, 64)).astype(np.float32))
+    cmd = ["index", "query", "--index", str(tmp_path / "ix"), "--model", str(setup / "model"),
+           "--image", str(tmp_path / "section.npy"), "--k", "4", "--png", str(tmp_path / "hits.png")]  # fmt: skip
+    capsys.readouterr()
+    assert main(cmd) == 0
+    out = capsys.readouterr().out
+    assert "| rank | score | file | stations | start | end |" in out and "family" not in out
+    rows = [ln for ln in out.splitlines() if ln.startswith("| ") and "day.mseed" in ln]
+    assert len(rows) == 4 and all("| SB.S00..HH?, SB.S01..HH? |" in ln for ln in rows)
+    assert "| 2026-01-01T00:00:10Z | 2026-01-01T00:00:20Z |" in out  # the window from 10 s, ISO, UTC
+    assert (tmp_path / "hits.png").read_bytes()[:4] == b"\x89PNG"
+
+    _, _, hits, _ = query(str(tmp_path / "ix"), str(setup / "model"), image=str(tmp_path / "section.npy"), k=4)
+    hit = next(h for h in hits if h["starttime"].value == (T0 + 10).ns)
+    traces = waveform_traces(hit)  # read back from the file: each station's Z, 10 s to 20 s
+    assert [tr.label for tr in traces] == ["SB.S00..HHZ", "SB.S01..HHZ"]
+    for k, tr in enumerate(traces):
+        np.testing.assert_array_equal(tr.data, data[k, 0, 1000:2001])
+        assert tr.t[0] == 0 and tr.t[-1] == pytest.approx(10.0)
+    drawn = tile(hit, 0.5, waveform_query=False)
+    assert drawn.kind == "traces" and drawn.title.endswith("SB.S00..HH?, SB.S01..HH?\n2026-01-01T00:00:10Z")
+
+    path.unlink()  # the recording moved: the table stays, the tiles say so
+    capsys.readouterr()
+    assert main(cmd) == 0
+    assert "| 2026-01-01T00:00:10Z |" in capsys.readouterr().out
+    gone = tile(hit, 0.5, waveform_query=False)
+    assert gone.kind == "text" and "source not found" in gone.text and "start: 2026-01-01T00:00:10Z" in gone.text
 
 
 def test_npy_queries_at_other_rates_follow_the_one_rate_policy(setup, capsys):

@@ -4,6 +4,11 @@
     seisbind index query --index runs/index --model runs/model --waveform event.mseed --k 5 --png hits.png
     seisbind index build --embeddings test.parquet --modality waveform --out runs/windex
     seisbind index query --index runs/windex --model runs/model --image section.npy --k 5
+    seisbind index query --index runs/index --model runs/model --waveform day.mseed --starttime 2026-01-01T03:12:40
+
+The table and the panel show each hit as its source describes it (``seisbind.search.answers``): a
+dataset row by geology, family and caption; a waveform window by file, stations and time; a SEG-Y
+patch by file, line, inline/crossline/CDP and samples, drawn from the file itself.
 """
 
 from __future__ import annotations
@@ -53,14 +58,75 @@ def build(embeddings: str, out: str, modality: str = ModalityType.IMAGE, kind: s
     return index.save(out), index
 
 
+# Seconds of record kept either side of a --starttime window before resampling, so the filter and
+# the interpolation see the same samples as on the whole record: a 250 Hz record resampled to
+# 100 Hz gave the window of the whole record to the last float with 0.5 s of margin.
+QUERY_MARGIN_SECONDS = 1.0
+
+
+def parse_time(text: str | None, option: str):
+    """``obspy.UTCDateTime`` of an option's value (None stays None); a bad value is a one-line ValueError."""
+    if text is None:
+        return None
+    from obspy import UTCDateTime
+
+    try:
+        return UTCDateTime(text)
+    except Exception:  # UTCDateTime raises TypeError or ValueError with multi-line messages
+        raise ValueError(f"{option} {text!r} is not a time ObsPy reads (e.g. 2026-01-01T03:12:40 or "
+                         "2026-01-01T03:12:40.5Z; UTC)") from None  # fmt: skip
+
+
+def query_span(stream, window_seconds: float, starttime=None, endtime=None, where: str = "record"):
+    """``(t0, t1)`` of the window a query takes from ``stream``: ``starttime..endtime``, or
+    ``window_seconds`` from ``starttime`` (before ``endtime`` when only it is given). A window not
+    inside the record is a ValueError naming the record's span."""
+    t0, t1 = parse_time(starttime, "--starttime"), parse_time(endtime, "--endtime")
+    if t0 is None:
+        t0 = t1 - window_seconds
+    if t1 is None:
+        t1 = t0 + window_seconds
+    if not t1 > t0:
+        raise ValueError(f"--endtime {t1} is not after --starttime {t0}")
+    lo = min(tr.stats.starttime for tr in stream)
+    hi = max(tr.stats.endtime for tr in stream)
+    tol = 0.5 / max(float(tr.stats.sampling_rate) for tr in stream)
+    if t0 < lo - tol or t1 > hi + tol:
+        raise ValueError(f"{where}: the window {t0} .. {t1} is not inside the record, which spans {lo} .. {hi}")
+    return t0, t1
+
+
+def window_at(prepared, t0, t1) -> np.ndarray:
+    """(stations, 3, T) of a prepared stream from the grid sample nearest ``t0`` for ``t1 - t0``
+    seconds (``round(seconds * rate) + 1`` samples, as every window), over the stations that cover it."""
+    from seisbind.io.obspy_streams import window_samples
+
+    rate = prepared.sampling_rate
+    k0 = max(0, round((t0 - prepared.origin) * rate))
+    n = window_samples(t1 - t0, rate)
+    present = [r for r in prepared.records if r.offset <= k0 and r.offset + r.npts >= k0 + n]
+    if not present:
+        raise ValueError(f"{prepared.source}: no station records the whole window {t0} .. {t1} "
+                         "(each station's record must cover it)")  # fmt: skip
+    return np.stack([r.data[:, k0 - r.offset : k0 - r.offset + n] for r in present])
+
+
 def load_query_waveform(path: str, rate: float, window_seconds: float, missing: str, npy_rate: float | None,
-                        max_upsampling: float = MAX_UPSAMPLING) -> np.ndarray:
-    """(stations, 3, T) at the model's ``rate`` from a waveform file of an allow-listed format (``obspy_streams.read_stream``), or a ``.npy`` array."""
+                        max_upsampling: float = MAX_UPSAMPLING, starttime: str | None = None,
+                        endtime: str | None = None) -> np.ndarray:  # fmt: skip
+    """(stations, 3, T) at the model's ``rate`` from a waveform file of an allow-listed format
+    (``obspy_streams.read_stream``), or a ``.npy`` array.
+
+    A file gives its first ``window_seconds`` window, or the window ``starttime``/``endtime`` pick
+    (:func:`query_span`; ObsPy ``UTCDateTime`` strings)."""
     from seisbind.io.batch import InputError
     from seisbind.io.npy import read_npy
-    from seisbind.io.obspy_streams import iter_windows, prepare_stream, read_stream, resample_array
+    from seisbind.io.obspy_streams import LANCZOS_A, iter_windows, prepare_stream, read_stream, resample_array
 
+    timed = starttime is not None or endtime is not None
     if path.endswith(".npy"):
+        if timed:
+            raise ValueError(f"{path}: --starttime/--endtime pick a window of a waveform file; a .npy query has no times")
         arr = read_npy(path, mmap=False)
         arr = arr[None] if arr.ndim == 2 else arr
         if arr.ndim != 3 or arr.shape[1] != 3:
@@ -70,6 +136,13 @@ def load_query_waveform(path: str, rate: float, window_seconds: float, missing: 
         source_rate = rate if npy_rate is None else float(npy_rate)  # 0 is refused, not taken as the default
         return resample_array(arr.astype(np.float32), source_rate, rate, max_upsampling, where=path)
     stream = read_stream(path)
+    if timed:
+        t0, t1 = query_span(stream, window_seconds, starttime, endtime, where=path)
+        slowest = min(float(tr.stats.sampling_rate) for tr in stream)
+        margin = max(QUERY_MARGIN_SECONDS, 2 * LANCZOS_A / slowest) if slowest > 0 else QUERY_MARGIN_SECONDS
+        part = stream.slice(t0 - margin, t1 + margin)
+        prepared = prepare_stream(part, rate, missing=missing, source=path, max_upsampling=max_upsampling)
+        return window_at(prepared, t0, t1)
     prepared = prepare_stream(stream, rate, missing=missing, source=path, max_upsampling=max_upsampling)
     items = list(iter_windows(prepared, window_seconds, group="stream"))
     if not items:
@@ -84,12 +157,16 @@ def query(
     image: str | None = None,
     k: int = 5,
     window_seconds: float = 30.0,
-    missing: str = "refuse",
+    missing: str = "fill",
     npy_rate: float | None = None,
     max_upsampling: float = MAX_UPSAMPLING,
     allow_other_weights: bool = False,
+    starttime: str | None = None,
+    endtime: str | None = None,
 ):
-    """Embed the query, search, and return ``(query array, scores, metadata rows, index)``."""
+    """Embed the query, search, and return ``(query array, scores, metadata rows, index)``.
+
+    ``starttime``/``endtime`` (ObsPy ``UTCDateTime`` strings) pick the window of a waveform file."""
     import torch
 
     from seisbind.io.encode import load_model
@@ -98,6 +175,8 @@ def query(
 
     if (waveform is None) == (image is None):
         raise ValueError("give exactly one of --waveform FILE or --image FILE")
+    if image is not None and (starttime is not None or endtime is not None):
+        raise ValueError("--starttime/--endtime pick a window of a --waveform file; an --image query has none")
     index = EmbeddingIndex.load(index_dir)
     want = ModalityType.IMAGE if waveform else ModalityType.WAVEFORM
     if index.info.get("modality", ModalityType.IMAGE) != want:
@@ -105,7 +184,8 @@ def query(
     model, info = load_model(model_spec)  # info carries the config and weights hashes, computed once
     with torch.no_grad():
         if waveform:
-            arr = load_query_waveform(waveform, model.sampling_rate, window_seconds, missing, npy_rate, max_upsampling)
+            arr = load_query_waveform(waveform, model.sampling_rate, window_seconds, missing, npy_rate, max_upsampling,
+                                      starttime, endtime)  # fmt: skip
             emb = model.encode_waveform(torch.from_numpy(arr)[None]).numpy()
         else:
             arr = read_npy(image, mmap=False)
@@ -119,16 +199,19 @@ def query(
 
 
 def panel(query_array: np.ndarray, scores, hits, path: str | os.PathLike, waveform_query: bool) -> Path:
-    """PNG: the query next to its top-k results with their scores."""
+    """PNG: the query next to its top-k results, each drawn from its own source (``answers.tile``):
+    a dataset row, the SEG-Y patch read back from its file, or the waveform window's traces; a source
+    that cannot be read is a tile of the hit's metadata saying so."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from seisbind.data.dataset import load_paired
+    from seisbind.search.answers import draw_tile, tile
 
     k = len(hits)
-    fig, axes = plt.subplots(1, k + 1, figsize=(3.2 * (k + 1), 3.6))
+    fig, axes = plt.subplots(1, k + 1, figsize=(3.2 * (k + 1), 3.6), squeeze=False)
+    axes = axes[0]
     if waveform_query:
         z = query_array[:, 0]
         for s, trace in enumerate(z):
@@ -137,25 +220,11 @@ def panel(query_array: np.ndarray, scores, hits, path: str | os.PathLike, wavefo
     else:
         axes[0].imshow(query_array, cmap="gray", aspect="auto")
         axes[0].set_title("query section", fontsize=8)
-    cache: dict = {}
+    axes[0].set_xticks([])
+    axes[0].set_yticks([])
+    cache: dict = {}  # datasets and SEG-Y sections read once for all tiles
     for ax, score, hit in zip(axes[1:], scores, hits):
-        key = (hit.get("data"), hit.get("split"))
-        if key[0] and key not in cache:
-            ds = load_paired(*key)
-            cache[key] = (ds, {g: i for i, g in enumerate(ds.with_format(None)["geology_id"])})
-        title = f"{score:.3f}  geology {hit.get('geology_id')}\n{hit.get('family', '')}"
-        if key[0]:
-            ds, where = cache[key]
-            row = ds[where[hit["geology_id"]]]
-            if waveform_query:
-                ax.imshow(row["image"][0], cmap="gray", aspect="auto")
-            else:
-                z = row["waveforms"][hit["source"], :, 0].numpy()
-                for s, trace in enumerate(z):
-                    ax.plot(s + 0.45 * trace / (np.abs(trace).max() or 1.0), "k", lw=0.5)
-        ax.set_title(title, fontsize=8)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        draw_tile(ax, tile(hit, score, waveform_query, cache))
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -163,24 +232,37 @@ def panel(query_array: np.ndarray, scores, hits, path: str | os.PathLike, wavefo
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from seisbind.io.components import MISSING_MODES
+
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     b = sub.add_parser("build", help="build an index from exported embeddings")
-    b.add_argument("--embeddings", required=True, help="a .parquet or .npy written by `seisbind export`")
+    b.add_argument("--embeddings", required=True,
+                   help="a .parquet written by `seisbind export`, `embed-images` or `embed-waveforms`, or an export's .npy")
     b.add_argument("--out", required=True, help="index folder to write")
-    b.add_argument("--modality", default=ModalityType.IMAGE, choices=ModalityType.ALL, help="which embeddings to index")
-    b.add_argument("--kind", default="auto", choices=("auto", "flat", "hnsw", "ivfpq"))
+    b.add_argument("--modality", default=ModalityType.IMAGE, choices=ModalityType.ALL,
+                   help="which embeddings to index (default image: sections, found by waveform queries)")
+    b.add_argument("--kind", default="auto", choices=("auto", "flat", "hnsw", "ivfpq"),
+                   help="FAISS index: flat (exact), hnsw (graph), ivfpq (compressed); auto picks by count: "
+                        "flat up to 50,000 vectors, hnsw up to 5 million, ivfpq beyond")
     b.add_argument("--cpu", action="store_true", help="build on the CPU even when faiss-gpu is installed")
     # benchmarks/RESULTS.md: at 1M vectors efSearch 64 -> 512 takes recall@10 from 0.82 to 0.94 at a third of the speed
     b.add_argument("--ef-search", type=int, default=64, help="HNSW search breadth, stored with the index (more: higher recall, slower)")
     b.add_argument("--nprobe", type=int, default=32, help="IVF lists searched per query, stored with the index")
     q = sub.add_parser("query", help="find the nearest sections of a waveform (or waveforms of a section)")
-    q.add_argument("--index", required=True)
+    q.add_argument("--index", required=True, help="an index folder written by `seisbind index build`")
     q.add_argument("--model", required=True, help="the model that made the index's embeddings")
     q.add_argument("--waveform", help="a waveform file (miniSEED, SAC, SEG-Y, ...: an allow-list, never a pickle) or a .npy (3, T) / (stations, 3, T)")
     q.add_argument("--image", help="a .npy (H, W) section, to find waveforms")
-    q.add_argument("--k", type=positive_int, default=5)
-    q.add_argument("--window-seconds", type=positive_float, default=30.0, help="query window taken from the file's start")
-    q.add_argument("--missing", default="refuse", choices=("refuse", "fill"), help="a missing component: refuse, or fill as SeisLM does")
+    q.add_argument("--k", type=positive_int, default=5, help="how many nearest results to list (default 5)")
+    q.add_argument("--window-seconds", type=positive_float, default=30.0,
+                   help="query window length, s (default 30): from the file's start, or from --starttime")
+    q.add_argument("--starttime", metavar="TIME",
+                   help="start of the query window in the file (UTC, any time ObsPy's UTCDateTime reads, e.g. "
+                        "2026-01-01T03:12:40); the window runs --window-seconds from it, or to --endtime")
+    q.add_argument("--endtime", metavar="TIME",
+                   help="end of the query window (UTC); alone, the window is the --window-seconds before it")
+    q.add_argument("--missing", default="fill", choices=MISSING_MODES,
+                   help="a missing component: fill (the model copies a live one, as SeisLM) or refuse (default fill)")
     q.add_argument("--npy-sampling-rate", type=float, help="sampling rate of a .npy query (default: the model's)")
     q.add_argument("--allow-other-weights", action="store_true",
                    help="query with a model of the index's architecture but other weights (another embedding "
@@ -188,7 +270,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q.add_argument("--max-upsampling", type=positive_float, default=MAX_UPSAMPLING,
                    help="refuse a query that must be upsampled more than this factor to the model's rate "
                         f"(default {MAX_UPSAMPLING:g})")
-    q.add_argument("--png", help="write a panel of the query and its top-k results")
+    q.add_argument("--png", help="write a panel of the query and its top-k results, each drawn from its source")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -204,13 +286,13 @@ def run(args: argparse.Namespace) -> int:
             return 0
         arr, scores, hits, _ = query(args.index, args.model, args.waveform, args.image, args.k, args.window_seconds,
                                      args.missing, args.npy_sampling_rate, args.max_upsampling,
-                                     args.allow_other_weights)  # fmt: skip
+                                     args.allow_other_weights, args.starttime, args.endtime)  # fmt: skip
     except InputError as err:
         print(f"seisbind index: error: {err}", file=sys.stderr)
         return 2
-    print("| rank | score | id | family | caption |\n|---|---|---|---|---|")
-    for rank, (score, hit) in enumerate(zip(scores, hits), start=1):
-        print(f"| {rank} | {score:.3f} | {hit.get('id')} | {hit.get('family', '')} | {hit.get('caption', '')} |")
+    from seisbind.search.answers import format_table
+
+    print(format_table(scores, hits))
     if args.png:
         print(f"panel: {panel(arr, scores, hits, args.png, args.waveform is not None)}")
     return 0
