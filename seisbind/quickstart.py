@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
     from seisbind.data.dataset import load_paired
     from seisbind.data.generate import generate
+    from seisbind.evaluation.cli import record_in_model_card
     from seisbind.evaluation.evaluate import evaluate, markdown_tables, write_json
     from seisbind.search.export import export
     from seisbind.search.index_cli import build, panel, query
@@ -96,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
     results = evaluate(model_dir, out / "data", "test", plots_dir=out / "plots", baseline_steps=args.baseline_steps,
                        gather_cnn_seconds=timings["train"], seed=args.seed, progress=progress)  # fmt: skip
     write_json(results, out / "results.json")
+    record_in_model_card(model_dir, results, out / "results.json")
     timings["evaluate"] = time.perf_counter() - t
 
     print(f"[4/5] exporting test embeddings and building the index -> {out / 'index'}")

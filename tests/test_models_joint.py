@@ -134,7 +134,7 @@ def test_save_load_round_trip_gives_identical_embeddings(tmp_path, loss):
     images, waveforms = _batch(seed=2)
     mask = torch.tensor([[1, 1], [1, 0], [0, 1], [1, 1]], dtype=torch.bool)
     model.save_pretrained(tmp_path / "m")
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["README.md", "config.json", "model.safetensors"]
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     assert config["architecture"] == "SeisBindModel" and config["name"] == "tiny" and config["loss"] == loss
     loaded = SeisBindModel.from_pretrained(tmp_path / "m").eval()

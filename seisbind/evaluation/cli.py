@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from seisbind.argtypes import positive_int
+from seisbind.overrides import add_set_argument, parse_overrides
 
 DESCRIPTION = "Evaluate a trained seisbind model: retrieval, zero-shot, probes and baselines, in one run."
 
@@ -20,10 +21,10 @@ DESCRIPTION = "Evaluate a trained seisbind model: retrieval, zero-shot, probes a
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="a folder written by save_pretrained (config.json + model.safetensors)")
     parser.add_argument("--data", required=True, help="a folder written by `seisbind generate` (or an import)")
-    parser.add_argument("--split", default="test", choices=("validation", "test"))
+    parser.add_argument("--split", default="test", choices=("validation", "test"), help="split to evaluate (default test)")
     parser.add_argument("--out", default="results.json", help="JSON file to write")
     parser.add_argument("--plots", help="folder for the plots (default: beside --out, <out stem>_plots)")
-    parser.add_argument("--batch-size", type=positive_int, default=8)
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="geologies embedded per forward pass (default 8)")
     parser.add_argument("--baseline-steps", type=int, default=200, help="training steps of the spectrogram baseline (0 skips it)")
     parser.add_argument("--gather-cnn-seconds", type=float, default=None,
                         help="wall time (s) of the gather CNN baseline's training; give the main model's training "
@@ -33,8 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(0 skips it)")
     parser.add_argument("--image-checkpoint", help="SFM .pth for the 'before training' image tower (default: random init)")
     parser.add_argument("--waveform-checkpoint", help="SeisLM .ckpt for the 'before training' waveform tower")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the baselines and probes (default 0)")
+    add_set_argument(parser, "an evaluation option by its name (any of the options above, with _ for -)",
+                     "gather_cnn_steps=0")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def build_parser(prog: str = "eval_zeroshot.py") -> argparse.ArgumentParser:
@@ -56,20 +59,45 @@ def run(args: argparse.Namespace, prog: str = "seisbind evaluate") -> int:
     torch.set_flush_denormal(True)  # m/s waveforms reach subnormal floats, many times slower on x86
     out = Path(args.out)
     plots_dir = Path(args.plots) if args.plots else out.with_name(out.stem + "_plots")
+    options = {"batch_size": args.batch_size, "baseline_steps": args.baseline_steps,
+               "gather_cnn_seconds": args.gather_cnn_seconds, "gather_cnn_steps": args.gather_cnn_steps,
+               "image_checkpoint": args.image_checkpoint, "waveform_checkpoint": args.waveform_checkpoint,
+               "seed": args.seed}  # fmt: skip
     try:
-        results = evaluate(
-            args.model, args.data, args.split, plots_dir=plots_dir, batch_size=args.batch_size,
-            baseline_steps=args.baseline_steps, gather_cnn_seconds=args.gather_cnn_seconds,
-            gather_cnn_steps=args.gather_cnn_steps, image_checkpoint=args.image_checkpoint,
-            waveform_checkpoint=args.waveform_checkpoint, seed=args.seed, progress=not args.no_progress,
-        )  # fmt: skip
+        options.update(parse_overrides(args.set, allowed=set(options)))
+        results = evaluate(args.model, args.data, args.split, plots_dir=plots_dir, progress=not args.no_progress,
+                           **options)  # fmt: skip
     except (ValueError, FileNotFoundError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
     write_json(results, out)
+    card = record_in_model_card(args.model, results, out)
     print(markdown_tables(results))
-    print(f"\nresults: {out}\nplots: {plots_dir}")
+    print(f"\nresults: {out}\nplots: {plots_dir}" + (f"\nmodel card: {card}" if card else ""))
     return 0
+
+
+def record_in_model_card(model_dir: str, results: dict, out: Path) -> Path | None:
+    """The retrieval table into the evaluation section of the model's card (its README.md), when
+    the model is a folder that has one; a card that cannot be written is a warning, not a failure."""
+    from seisbind.models.model_card import CARD_NAME, update_model_card
+
+    if not (Path(model_dir) / CARD_NAME).is_file():
+        return None
+    rows = []
+    for method, r in results["retrieval"].items():
+        w, i = r["waveform_to_image"], r["image_to_waveform"]
+        rows.append({"method": method, "w->i R@1": w["recall@1"], "w->i R@5": w["recall@5"],
+                     "w->i R@10": w["recall@10"], "w->i median rank": w["median_rank"], "i->w R@1": i["recall@1"],
+                     "i->w mAP": i["mAP"], "gallery (w->i)": w["gallery_size"]})
+    note = (f"Retrieval on the {results['split']} split of {results['data']} "
+            f"({results['geologies'][results['split']]} images, {results['waveforms_per_geology']} waveforms "
+            f"each), by `seisbind evaluate`; every figure is in {out.name}.")
+    try:
+        return update_model_card(model_dir, rows, note)
+    except (OSError, ValueError) as err:
+        print(f"warning: the model card in {model_dir} was not updated ({err})", file=sys.stderr)
+        return None
 
 
 if __name__ == "__main__":

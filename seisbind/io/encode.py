@@ -55,10 +55,10 @@ def file_sha256(path: Path) -> str:
 
 
 def load_model(spec: str | os.PathLike, device: str = "cpu"):
-    """``(model in eval mode, info dict)`` from a save_pretrained folder or an architecture name."""
-    from seisbind.models.joint import SeisBindModel
-
+    """``(model in eval mode, info dict)`` from a save_pretrained folder, a Hub repo id (read from
+    the Hugging Face cache when offline) or an architecture name (random weights)."""
     from seisbind.models.factory import list_models
+    from seisbind.models.joint import SeisBindModel, is_hub_repo_id
 
     path = Path(spec).expanduser()
     if path.is_dir():
@@ -69,9 +69,10 @@ def load_model(spec: str | os.PathLike, device: str = "cpu"):
 
         names = list_models()
         if str(spec) not in names and not (path.suffix == ".json" and path.is_file()):
-            require_folder(path, "a model folder written by save_pretrained (config.json + model.safetensors) "
-                                 f"or an architecture name ({', '.join(names)})")
-
+            if is_hub_repo_id(str(spec)) and not path.exists():  # owner/name: a Hub repo (HF cache offline)
+                return _loaded(SeisBindModel.from_pretrained(str(spec), map_location=device), spec, "pretrained")
+            require_folder(path, "a model folder written by save_pretrained (config.json + model.safetensors), "
+                                 f"a Hub repo id (owner/name) or an architecture name ({', '.join(names)})")
         model = create_model(str(spec)).to(device)
         weights = "random"
         warnings.warn(
@@ -80,6 +81,11 @@ def load_model(spec: str | os.PathLike, device: str = "cpu"):
             UserWarning,
             stacklevel=2,
         )
+    return _loaded(model, spec, weights)
+
+
+def _loaded(model, spec, weights: str):
+    """``(model in eval mode, info)``: what ``load_model`` returns."""
     model.eval()
     info = {
         "model": str(spec),

@@ -2,7 +2,9 @@
 
 Laid out as ImageBind: four ``nn.ModuleDict``s keyed by :class:`~seisbind.modalities.ModalityType`
 (``preprocessors``, ``trunks``, ``heads``, ``postprocessors``), so a new modality is one entry in
-each. Saved and loaded as Hugging Face does: ``config.json`` beside ``model.safetensors``.
+each. Saved and loaded as Hugging Face does, through huggingface_hub's ``PyTorchModelHubMixin``:
+``config.json`` beside ``model.safetensors`` and a model card ``README.md``, in a local folder or a
+Hub repo (``from_pretrained("owner/name")``, ``push_to_hub("owner/name")``).
 """
 
 from __future__ import annotations
@@ -15,9 +17,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from huggingface_hub import PyTorchModelHubMixin, snapshot_download
+from huggingface_hub import constants as hf_constants
+from huggingface_hub.utils import validate_repo_id
 from torch import nn
 
 from seisbind.modalities import ModalityType
+from seisbind.models import model_card
 from seisbind.models.array_head import ArrayHead
 from seisbind.models.checkpoints import LoadReport
 from seisbind.models.config import SeisBindConfig
@@ -40,14 +46,71 @@ def _as_tensor(x, what: str) -> torch.Tensor:
                      + (" (for an ObsPy Stream use seisbind.io.obspy_streams.prepare_stream and iter_windows)"
                         if type(x).__name__ == "Stream" else ""))
 WEIGHTS_NAME = "model.safetensors"
+# huggingface_hub's own reading of HF_HUB_OFFLINE happens once, at its import; this one is at each call.
+_TRUE = {"1", "ON", "YES", "TRUE"}
 
 
-class SeisBindModel(nn.Module):
+class PretrainedNotFoundError(FileNotFoundError, ValueError):
+    """No model where ``from_pretrained`` was pointed: neither a folder nor a Hub repo id, or a repo
+    that could not be fetched. Both a FileNotFoundError and a ValueError (as io.UnsupportedOperation
+    is both an OSError and a ValueError), so callers catching either see it."""
+
+
+def is_hub_repo_id(name: str) -> bool:
+    """``owner/name`` as the Hub spells repo ids (a bare ``name`` is taken for a local path)."""
+    if name.count("/") != 1 or name.startswith((".", "~")):
+        return False
+    try:
+        validate_repo_id(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _resolve_pretrained(name: str, *, revision: str | None, cache_dir: str | os.PathLike | None,
+                        force_download: bool, local_files_only: bool, token: str | bool | None) -> Path:
+    """The local folder of ``name``: the folder itself, or a Hub repo's snapshot in the HF cache."""
+    path = Path(name)
+    if path.is_dir():
+        return path
+    if not is_hub_repo_id(name):
+        what = "a file, not a folder," if path.is_file() else "neither an existing folder"
+        raise PretrainedNotFoundError(
+            f"{name!r} is {what} nor a Hub repo id: expected a folder written by save_pretrained or a Hub repo id "
+            f"(owner/name); the folder holds {CONFIG_NAME} and {WEIGHTS_NAME}")
+    offline = local_files_only or hf_constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in _TRUE
+    try:
+        folder = snapshot_download(name, revision=revision, cache_dir=cache_dir, force_download=force_download,
+                                   local_files_only=offline, token=token,
+                                   allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, model_card.CARD_NAME])
+    except Exception as err:  # huggingface_hub's HTTP, cache and validation errors, and the transport's own
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        where = (f"it is not in the Hugging Face cache{f' {cache_dir}' if cache_dir else ''} and the Hub is "
+                 "offline (HF_HUB_OFFLINE=1 or local_files_only=True)") if offline else "the Hub did not give it"
+        raise PretrainedNotFoundError(
+            f"{name!r} is not a local folder, and as a Hub repo id (revision {revision or 'main'}) {where}: "
+            f"{type(err).__name__}: {reason}") from None
+    return Path(folder)
+
+
+class SeisBindModel(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name=model_card.LIBRARY_NAME,
+    license=model_card.LICENSE,
+    tags=list(model_card.TAGS),
+):
     """Seismic sections and seismic waveforms in one embedding space.
 
     ``forward(images=..., waveforms=..., station_mask=...)`` returns a dict with the L2-normalised
     embedding of each given modality (keys ``"image"``, ``"waveform"``), ``"logit_scale"`` (the
     exponentiated temperature) and, with the SigLIP loss, ``"logit_bias"``.
+
+    ``save_pretrained``, ``from_pretrained`` and ``push_to_hub`` come from huggingface_hub's
+    ``PyTorchModelHubMixin``, through its extension points (``_save_pretrained``,
+    ``_from_pretrained``, ``generate_model_card``). The mixin's own config capture (the arguments
+    of ``__init__``, written as config.json) never reaches the disk: ``_save_pretrained`` writes
+    the model's config first, and the mixin keeps a config.json that is there.
     """
 
     def __init__(self, config: SeisBindConfig | dict[str, Any]) -> None:
@@ -215,21 +278,95 @@ class SeisBindModel(nn.Module):
             return self.trunks[modality].load_sfm_checkpoint(path, adapt_channels, extra_inert_globals)
         return self.trunks[modality].load_seislm_checkpoint(path, adapt_channels, extra_inert_globals)
 
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` into ``directory`` (created if needed)."""
+    def save_pretrained(self, save_directory: str | os.PathLike, *, card_info: dict[str, Any] | None = None,
+                        **hub_kwargs: Any) -> Path | str:
+        """Write ``config.json``, ``model.safetensors`` and the model card ``README.md`` into
+        ``save_directory`` (created if needed); return the folder.
+
+        ``card_info`` says what the card cannot know from the model (see
+        :mod:`seisbind.models.model_card`)::
+
+            model.save_pretrained("out/model", card_info={
+                "training_data": {"folder": "data/quake", "geologies": 1000},  # dict or text
+                "training_config": config.to_dict(),                          # dict or dataclass
+                "evaluation": {"test/recall@1": 0.81},                        # or a list of row dicts
+                "evaluation_note": "test split of data/quake",                # one line
+            })
+
+        Absent, the card says "not recorded" / "not evaluated"; architecture, parameter counts and
+        the weights' sha256 are always there. A README.md already in the folder is replaced (it
+        would name other weights). ``hub_kwargs`` are the mixin's: ``push_to_hub=True, repo_id=...``
+        also uploads the folder, and the commit URL is returned instead of the folder.
+        ``push_to_hub(repo_id, model_card_kwargs=card_info)`` uploads the same files.
+        """
+        card_info = dict(card_info or {})
+        unknown = sorted(set(card_info) - set(model_card.CARD_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown card_info key(s) {unknown}; expected some of {list(model_card.CARD_FIELDS)}")
+        directory = Path(save_directory)
+        (directory / model_card.CARD_NAME).unlink(missing_ok=True)  # the mixin keeps a README that is there
+        hub_kwargs.pop("config", None)  # config.json is always the model's own (see _save_pretrained)
+        card_kwargs = {**(hub_kwargs.pop("model_card_kwargs", None) or {}), **card_info}
+        url = super().save_pretrained(directory, model_card_kwargs=card_kwargs, **hub_kwargs)
+        return directory if url is None else url
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        """The mixin's hook: config.json (``{"architecture": "SeisBindModel", ...config}``) and the weights."""
         from safetensors.torch import save_file
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         config = {"architecture": type(self).__name__, **self.config.to_dict()}
-        (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+        (save_directory / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
-        return directory
+        save_file(state, str(save_directory / WEIGHTS_NAME), metadata={"format": "pt"})
+
+    def generate_model_card(self, *args: Any, **card_info: Any):
+        """The mixin's hook: the card of :mod:`seisbind.models.model_card`, with the mixin's metadata."""
+        if args:
+            raise TypeError("generate_model_card takes keyword arguments only: " + ", ".join(model_card.CARD_FIELDS))
+        return model_card.build_model_card(self, card_data=self._hub_mixin_info.model_card_data, **card_info)
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, map_location: str | torch.device = "cpu") -> SeisBindModel:
-        """Rebuild a model written by :meth:`save_pretrained` from a local directory."""
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        map_location: str | torch.device = "cpu",
+        *,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        force_download: bool = False,
+    ) -> SeisBindModel:
+        """Rebuild a model written by :meth:`save_pretrained`, from a local folder or a Hub repo id.
+
+        A folder is read as it is. Any other string of the form ``owner/name`` is a Hub repo: its
+        config.json, model.safetensors and README.md are fetched into the Hugging Face cache
+        (``snapshot_download`` with ``revision``, ``cache_dir``, ``local_files_only``, ``token``;
+        with ``HF_HUB_OFFLINE=1`` only the cache is read) and that folder is read the same way.
+        Anything else raises :class:`PretrainedNotFoundError` (a ValueError and a FileNotFoundError).
+
+        The mixin's own ``from_pretrained`` is not used: it parses config.json before the checks of
+        :meth:`_load_folder` and passes its keys to ``__init__``.
+        """
+        return cls._from_pretrained(model_id=str(pretrained_model_name_or_path), revision=revision,
+                                    cache_dir=cache_dir, force_download=force_download,
+                                    local_files_only=local_files_only, token=token, map_location=map_location)
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, revision: str | None, cache_dir: str | os.PathLike | None,
+                         force_download: bool, local_files_only: bool, token: str | bool | None,
+                         map_location: str | torch.device = "cpu", **model_kwargs: Any) -> SeisBindModel:
+        """The mixin's hook: resolve ``model_id`` to a folder (a Hub id through the cache), then load it."""
+        if model_kwargs:
+            raise TypeError(f"from_pretrained got unexpected keyword argument(s) {sorted(model_kwargs)}: "
+                            "the architecture comes from config.json")
+        folder = _resolve_pretrained(model_id, revision=revision, cache_dir=cache_dir, force_download=force_download,
+                                     local_files_only=local_files_only, token=token)
+        return cls._load_folder(folder, map_location)
+
+    @classmethod
+    def _load_folder(cls, directory: Path, map_location: str | torch.device = "cpu") -> SeisBindModel:
+        """A model from a local folder of config.json + model.safetensors, checked before anything is built."""
         from safetensors import safe_open
         from safetensors.torch import load_file
 

@@ -120,13 +120,20 @@ def finalize(tmp_folder: Path, final_folder: Path, step: int) -> Path:
     return publish_dir(tmp_folder, final_folder)
 
 
-def save_model_atomic(model, folder: str | os.PathLike, info: dict | None = None) -> Path:
+def save_model_atomic(model, folder: str | os.PathLike, info: dict | None = None,
+                      card_info: dict | None = None) -> Path:
     """``model.save_pretrained`` into ``folder`` through a temporary folder and a rename; ``info``
-    (step, metrics) goes beside it as ``training.json``."""
+    (step, metrics) goes beside it as ``training.json``, and its validation metrics into the model
+    card's evaluation table unless ``card_info`` (``save_pretrained``'s: training data and config,
+    evaluation) gives one."""
     folder = Path(folder)
     tmp = folder.with_name(f"{TMP_PREFIX}{folder.name}")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
+    card_info = dict(card_info or {})
+    if info is not None and info.get("metrics") and "evaluation" not in card_info:
+        card_info["evaluation"] = info["metrics"]
+        card_info.setdefault("evaluation_note", f"Validation split, measured during training at step {info.get('step')}.")
+    model.save_pretrained(tmp, card_info=card_info)
     if info is not None:
         (tmp / "training.json").write_text(json.dumps(info, indent=2) + "\n")
     for path in _files(tmp):

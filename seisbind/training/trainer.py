@@ -146,6 +146,17 @@ def _resolve_resume(resume: str, root: Path, log) -> Path | None:
     return folder
 
 
+def model_card_info(config: TrainConfig) -> dict:
+    """What the saved models' cards say of their training: the resolved config, and the data folder
+    with its generation plan's scenario, size and seed (when it is a `seisbind generate` folder)."""
+    data: dict[str, Any] = {"folder": str(config.data)}
+    plan_path = Path(config.data) / "generation.json"
+    if plan_path.is_file():
+        plan = json.loads(plan_path.read_text())
+        data.update({k: plan[k] for k in ("scenario", "num_geologies", "seed", "split_fractions") if k in plan})
+    return {"training_data": data, "training_config": config.to_dict()}
+
+
 def train(config: TrainConfig) -> TrainResult:
     """Train the joint model as ``config`` says; see the module doc."""
     from accelerate import Accelerator
@@ -233,6 +244,7 @@ def train(config: TrainConfig) -> TrainResult:
         # Gathering with gradients makes the gradient of the global-batch loss exact across processes.
         loss_options.update(local_loss=config.local_loss, gather_with_grad=True)
     loss_fn = ContrastiveLoss(core.config.loss, **loss_options)
+    card = model_card_info(config)
 
     start_step, best_metric, best_step = 0, None, None
     # The loss window being averaged for the next log line, carried through checkpoints so a resumed
@@ -380,14 +392,14 @@ def train(config: TrainConfig) -> TrainResult:
                 if best_metric is None or metrics[BEST_METRIC] > best_metric:
                     best_metric, best_step = metrics[BEST_METRIC], step
                     if main:
-                        save_model_atomic(core, output_dir / BEST_DIR, {"step": step, "metrics": metrics})
+                        save_model_atomic(core, output_dir / BEST_DIR, {"step": step, "metrics": metrics}, card)
                     accelerator.wait_for_everyone()
             if (config.save_every and step % config.save_every == 0) or step == config.max_steps:
                 last_checkpoint = save_checkpoint(step)
             if evaluated or last_checkpoint is not None and last_checkpoint.name == step_dir_name(step):
                 window_start, rate_steps = time.perf_counter(), 0  # throughput counts training only
         if main:
-            save_model_atomic(core, output_dir / FINAL_DIR, {"step": config.max_steps, "metrics": metrics})
+            save_model_atomic(core, output_dir / FINAL_DIR, {"step": config.max_steps, "metrics": metrics}, card)
         accelerator.wait_for_everyone()
     finally:
         bar.close()
