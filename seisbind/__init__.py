@@ -3,6 +3,8 @@
     import seisbind
     model = seisbind.create_model("tiny")          # or seisbind.SeisBindModel.from_pretrained(DIR)
     seisbind.list_models()
+    embeddings, table = seisbind.embed_stream(model, obspy.read("event.mseed"), inventory=inventory)
+    embeddings, table = seisbind.embed_sections(model, "survey.sgy")
 """
 
 __version__ = "0.1.0"
@@ -14,6 +16,8 @@ _LAZY = {
     "list_models": "seisbind.models",
     "get_model_config": "seisbind.models",
     "SeisBindModel": "seisbind.models",
+    "embed_stream": "seisbind.io.api",
+    "embed_sections": "seisbind.io.api",
 }
 __all__ = ["__version__", *_LAZY]
 

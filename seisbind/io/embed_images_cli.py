@@ -27,18 +27,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def patch_id(coords: dict) -> str:
-    """A patch's id: file, slice, line and pixel position, unique within a run."""
-    return f"{coords['file']}|{coords['slice']}|{coords['line']}|{coords['patch_row']}|{coords['patch_col']}"
-
-
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from seisbind.io.batch import BatchJob
     from seisbind.io.embeddings import EmbeddingWriter, schema_metadata
     from seisbind.io.encode import BatchEncoder, load_model
-    from seisbind.io.segy import PatchCounts, coordinate_fields, iter_patches
+    from seisbind.io.segy import PatchCounts, coordinate_fields, iter_patches, patch_id
     from seisbind.modalities import ModalityType
 
     model, info = load_model(args.model, args.device)

@@ -33,7 +33,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-upsampling", type=positive_float, default=MAX_UPSAMPLING,
                    help="refuse records that must be upsampled more than this factor to the model's rate "
                         f"(default {MAX_UPSAMPLING:g}; a 1 Hz channel would need 100)")
-    p.add_argument("--inventory", metavar="STATIONXML", help="orientations to rotate Z12 channels to ZNE")
+    p.add_argument("--inventory", metavar="STATIONXML",
+                   help="station metadata: orientations to rotate Z12 channels to ZNE, and coordinates (written "
+                        "as latitude/longitude/elevation_m, and given to the tower as positions along the array)")
     p.add_argument("--format", type=str.upper, choices=tuple(WAVEFORM_FORMATS), metavar="FORMAT",
                    help="read every file as this format (any case; also unpacks gzip/zip/tar files of it): "
                         f"{', '.join(WAVEFORM_FORMATS)}; default: detected per file among these")
@@ -120,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
                     prepared = prepare_stream(stream, rate, args.missing, args.gaps, inventory, source=path,
                                               max_upsampling=args.max_upsampling)
                     for item in windows(prepared):
-                        encoder.add(item.data, item.id, item.meta)
+                        encoder.add(item.data, item.id, item.meta, item.station_x_m)
                     for note in prepared.notes:
                         print(f"note: {note}", file=sys.stderr)
         else:
@@ -143,7 +145,8 @@ def run(args: argparse.Namespace) -> int:
                                               max_upsampling=args.max_upsampling)
                     extra = row_metadata(row, sb_fields)
                     for item in windows(prepared):
-                        encoder.add(item.data, item.id, {**item.meta, "file": str(args.seisbench), **extra})
+                        meta = {**item.meta, "file": str(args.seisbench), **extra}
+                        encoder.add(item.data, item.id, meta, item.station_x_m)
         encoder.close()
     if writer.rows_written == 0:
         job.finish()

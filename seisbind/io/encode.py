@@ -116,35 +116,43 @@ class BatchEncoder:
         self.batch_size = batch_size
         self.device = device
         self.count = 0
-        self._buckets: dict[Any, list[tuple[np.ndarray, str, dict]]] = defaultdict(list)
+        self._buckets: dict[Any, list[tuple[np.ndarray, str, dict, np.ndarray | None]]] = defaultdict(list)
 
-    def add(self, array: np.ndarray, item_id: str, meta: dict) -> None:
-        """Queue one item: an image (H, W) or waveforms (stations, 3, T)."""
-        key = array.shape if self.modality == ModalityType.IMAGE else array.shape[-1]
+    def add(self, array: np.ndarray, item_id: str, meta: dict, station_x_m: np.ndarray | None = None) -> None:
+        """Queue one item: an image (H, W), or waveforms (stations, 3, T) with, optionally, the
+        stations' positions along the array in metres (None: on a line in the order given)."""
+        if self.modality == ModalityType.IMAGE:
+            key = array.shape
+        else:
+            key = (array.shape[-1], station_x_m is not None)  # items with and without positions batch apart
         bucket = self._buckets[key]
-        bucket.append((array, item_id, meta))
+        bucket.append((array, item_id, meta, station_x_m))
         if len(bucket) >= self.batch_size:
             self._encode(self._buckets.pop(key))
 
-    def _encode(self, items: list[tuple[np.ndarray, str, dict]]) -> None:
+    def _encode(self, items: list[tuple[np.ndarray, str, dict, np.ndarray | None]]) -> None:
         import torch
 
         with torch.no_grad():
             if self.modality == ModalityType.IMAGE:
-                x = torch.from_numpy(np.stack([a for a, _, _ in items]).astype(np.float32)[:, None]).to(self.device)
+                x = torch.from_numpy(np.stack([a for a, *_ in items]).astype(np.float32)[:, None]).to(self.device)
                 emb = self.model.encode_image(x)
             else:
-                stations = max(a.shape[0] for a, _, _ in items)
+                stations = max(a.shape[0] for a, *_ in items)
                 channels, length = items[0][0].shape[1:]
                 x = np.zeros((len(items), stations, channels, length), np.float32)
                 mask = np.zeros((len(items), stations), bool)
-                for i, (a, _, _) in enumerate(items):
+                positions = None if items[0][3] is None else np.zeros((len(items), stations), np.float32)
+                for i, (a, _, _, pos) in enumerate(items):
                     x[i, : a.shape[0]] = a
                     mask[i, : a.shape[0]] = True
+                    if positions is not None:
+                        positions[i, : a.shape[0]] = pos
                 emb = self.model.encode_waveform(
-                    torch.from_numpy(x).to(self.device), station_mask=torch.from_numpy(mask).to(self.device)
+                    torch.from_numpy(x).to(self.device), station_mask=torch.from_numpy(mask).to(self.device),
+                    station_x_m=None if positions is None else torch.from_numpy(positions).to(self.device),
                 )
-        self.writer.add([i for _, i, _ in items], [m for _, _, m in items], emb.float().cpu().numpy())
+        self.writer.add([i for _, i, _, _ in items], [m for _, _, m, _ in items], emb.float().cpu().numpy())
         self.count += len(items)
 
     def close(self) -> None:

@@ -45,8 +45,10 @@ import numpy as np
 
 from seisbind.io.batch import InputError, describe
 from seisbind.io.components import ComponentChoice, choose_components
+from seisbind.io.station_positions import positions_along_array_m, station_coordinates
 
 GAP_MODES = ("refuse", "fill", "split")
+COORDINATE_KEYS = ("latitude", "longitude", "elevation_m")
 GROUP_MODES = ("station", "stream")
 ANTIALIAS_FRACTION = 0.8  # low-pass corner as a fraction of the new Nyquist frequency
 LANCZOS_A = 20
@@ -73,6 +75,7 @@ class StationRecord:
     source_sampling_rate: float
     data: np.ndarray  # (3, n) float32
     source: str
+    coordinates: dict | None = None  # latitude, longitude, elevation_m from the inventory, if it has them
 
     @property
     def seed_id(self) -> str:
@@ -101,11 +104,14 @@ class PreparedStream:
 
 @dataclasses.dataclass
 class WaveformItem:
-    """One thing to embed: waveforms (stations, 3, T) float32 and its metadata row."""
+    """One thing to embed: waveforms (stations, 3, T) float32, its metadata row, and the stations'
+    positions along the array in metres (from the inventory's coordinates; None when a station
+    has none: the tower then places the stations on a line in the order given)."""
 
     id: str
     data: np.ndarray
     meta: dict
+    station_x_m: np.ndarray | None = None
 
 
 # Waveform formats read_stream reads, in the order their checks run when no format is given (ObsPy's
@@ -348,7 +354,8 @@ def prepare_stream(
 ) -> PreparedStream:
     """Every instrument of ``stream`` as a :class:`StationRecord` at ``sampling_rate`` on one grid.
 
-    ``inventory`` (an ObsPy ``Inventory``) supplies orientations to rotate Z12 to ZNE. Problems
+    ``inventory`` (an ObsPy ``Inventory``) supplies orientations to rotate Z12 to ZNE, and each
+    station's coordinates (kept in the records, and as positions along the array for the tower). Problems
     (mismatched rates, a rate that would be upsampled more than ``max_upsampling``, refused gaps or components, non-finite samples) raise :class:`InputError`
     naming ``source`` and the station; instruments with no seismometer components are left out
     and noted.
@@ -396,8 +403,10 @@ def prepare_stream(
             if not np.isfinite(data).all():
                 raise InputError(f"{where}: NaN or infinite samples from {t0}")
             rotated = _rotate(choice, covering, data, inventory, t_a)
+            coords = station_coordinates(inventory, [f"{net}.{sta}.{loc}.{inst}{c}" for c in used], t_a)
             prepared.records.append(
-                StationRecord(net, sta, loc, inst, choice, rotated, t0, k0, float(sampling_rate), src_rate, data, source)
+                StationRecord(net, sta, loc, inst, choice, rotated, t0, k0, float(sampling_rate), src_rate, data, source,
+                              coords)
             )
     if not prepared.records:
         raise InputError(f"{source}: nothing usable; " + "; ".join(prepared.notes))
@@ -423,7 +432,16 @@ def _meta(records: list[StationRecord], start, n: int, rate: float) -> dict:
         "sampling_rate": rate,
         "source_sampling_rate": max(r.source_sampling_rate for r in records),
         "n_samples": n,
+        **{key: [r.coordinates[key] if r.coordinates else None for r in records] for key in COORDINATE_KEYS},
     }
+
+
+def _positions(records: list[StationRecord]) -> np.ndarray | None:
+    """The records' positions along their array (None unless every one has coordinates)."""
+    if len(records) < 2 or any(r.coordinates is None for r in records):
+        return None
+    return positions_along_array_m([r.coordinates["latitude"] for r in records],
+                                   [r.coordinates["longitude"] for r in records])  # fmt: skip
 
 
 def iter_windows(
@@ -462,7 +480,8 @@ def iter_windows(
             continue
         start = prepared.origin + (lo + a) / rate
         data = np.stack([r.data[:, lo + a - r.offset : lo + b - r.offset] for r in present])
-        yield WaveformItem(f"{prepared.source}|*|{start.isoformat()}", data, _meta(present, start, b - a, rate))
+        yield WaveformItem(f"{prepared.source}|*|{start.isoformat()}", data, _meta(present, start, b - a, rate),
+                           _positions(present))
 
 
 def window_fields():
@@ -476,6 +495,8 @@ def window_fields():
         pa.field("frame", s), pa.field("filled", s), pa.field("starttime", ts), pa.field("endtime", ts),
         pa.field("sampling_rate", pa.float64()), pa.field("source_sampling_rate", pa.float64()),
         pa.field("n_samples", pa.int64()),
+        # one entry per station of the row (null where the inventory has none)
+        *(pa.field(key, pa.list_(pa.float64())) for key in COORDINATE_KEYS),
     ]  # fmt: skip
 
 

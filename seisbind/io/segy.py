@@ -259,6 +259,11 @@ class SegySurvey:
         }
 
 
+def patch_id(coords: dict) -> str:
+    """A patch's id: file, slice, line and pixel position, unique within a run."""
+    return f"{coords['file']}|{coords['slice']}|{coords['line']}|{coords['patch_row']}|{coords['patch_col']}"
+
+
 def patch_starts(length: int, size: int, stride: int) -> list[int]:
     """Start offsets of patches of ``size`` every ``stride``, plus one aligned to the end if needed."""
     if stride < 1:
@@ -321,25 +326,36 @@ def iter_patches(
                 f"{sv.path}: {slice} sections are {height} x {width} (rows x columns), smaller than the "
                 f"{h} x {w} patch the image tower takes"
             )
-        rows, cols = patch_starts(height, h, sh), patch_starts(width, w, sw)
         for line in sv.lines(slice)[::slice_step]:
             section = sv.section(slice, line)
-            counts.sections += 1
-            for r in rows:
-                for c in cols:
-                    patch = section.data[r : r + h, c : c + w]
-                    if not np.isfinite(patch).all():
-                        counts.incomplete += 1
-                        continue
-                    if skip_dead and float(patch.max()) == float(patch.min()):
-                        counts.dead += 1
-                        continue
-                    counts.patches += 1
-                    out = normalize_patch(patch) if normalize else patch.copy()
-                    yield out, sv.patch_coords(section, r, c, h, w)
+            for r, c, patch in section_patches(section.data, (h, w), (sh, sw), skip_dead, counts):
+                yield (normalize_patch(patch) if normalize else patch), sv.patch_coords(section, r, c, h, w)
     finally:
         if own:
             sv.close()
+
+
+def section_patches(
+    data: np.ndarray, size: tuple[int, int], stride: tuple[int, int], skip_dead: bool = True,
+    counts: PatchCounts | None = None,
+) -> Iterator[tuple[int, int, np.ndarray]]:  # fmt: skip
+    """``(row, col, patch copy)`` of one section (rows x columns) cut into ``size`` patches every
+    ``stride``, the last one aligned to the edge; patches with a non-finite sample (missing traces)
+    are left out, constant ones too with ``skip_dead``; ``counts`` is updated (one section)."""
+    (h, w), (sh, sw) = size, stride
+    counts = counts if counts is not None else PatchCounts()
+    counts.sections += 1
+    for r in patch_starts(data.shape[0], h, sh):
+        for c in patch_starts(data.shape[1], w, sw):
+            patch = data[r : r + h, c : c + w]
+            if not np.isfinite(patch).all():
+                counts.incomplete += 1
+                continue
+            if skip_dead and float(patch.max()) == float(patch.min()):
+                counts.dead += 1
+                continue
+            counts.patches += 1
+            yield r, c, patch.copy()
 
 
 def coordinate_fields():

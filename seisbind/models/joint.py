@@ -43,7 +43,7 @@ def _as_tensor(x, what: str) -> torch.Tensor:
     if isinstance(x, np.ndarray):
         return torch.from_numpy(np.ascontiguousarray(x))
     raise ValueError(f"{what} must be a torch.Tensor or a NumPy array; got {type(x).__name__}"
-                     + (" (for an ObsPy Stream use seisbind.io.obspy_streams.prepare_stream and iter_windows)"
+                     + (" (for an ObsPy Stream use model.embed_stream(stream) or seisbind.embed_stream(model, stream))"
                         if type(x).__name__ == "Stream" else ""))
 WEIGHTS_NAME = "model.safetensors"
 # huggingface_hub's own reading of HF_HUB_OFFLINE happens once, at its import; this one is at each call.
@@ -221,6 +221,18 @@ class SeisBindModel(
         out = self.encode(ModalityType.WAVEFORM, waveforms, normalize=normalize, station_mask=station_mask,
                           station_x_m=station_x_m)
         return out[0] if one else out
+
+    def embed_stream(self, stream, inventory=None, **options: Any):
+        """``(embeddings, table)`` of every window of an ObsPy Stream: :func:`seisbind.io.api.embed_stream`."""
+        from seisbind.io.api import embed_stream
+
+        return embed_stream(self, stream, inventory, **options)
+
+    def embed_sections(self, segy_path_or_array, **options: Any):
+        """``(embeddings, table)`` of the patches of a SEG-Y file or array: :func:`seisbind.io.api.embed_sections`."""
+        from seisbind.io.api import embed_sections
+
+        return embed_sections(self, segy_path_or_array, **options)
 
     def forward(
         self,
