@@ -191,3 +191,23 @@ def test_embed_waveforms_cli_writes_coordinates_with_an_inventory(tmp_path):
                      "--window-seconds", "10", "--no-progress"]) == 0  # fmt: skip
     rows = pq.read_table(out).to_pylist()
     assert len(rows) == 1 and rows[0]["longitude"] == [0.0, 0.01] and rows[0]["latitude"] == [0.0, 0.0]
+
+
+def test_the_readme_python_examples_run(tmp_path, monkeypatch):
+    """The README's embed_stream and embed_sections examples, run as written on files of their names."""
+    import re
+    from pathlib import Path
+
+    from test_io_segy import write_3d
+
+    obspy.read().write(str(tmp_path / "event.mseed"), format="MSEED")
+    obspy.read_inventory().write(str(tmp_path / "stations.xml"), format="STATIONXML")
+    cube = np.random.default_rng(0).standard_normal((2, 80, 80)).astype(np.float32)
+    write_3d(tmp_path / "survey.sgy", cube, np.arange(1, 3), np.arange(10, 90))
+    seisbind.create_model("tiny").save_pretrained(tmp_path / "runs" / "quickstart" / "train" / "best-model")
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "embed_stream" in b or "embed_sections" in b]
+    assert len(blocks) == 2
+    monkeypatch.chdir(tmp_path)
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})
