@@ -89,5 +89,28 @@ def test_loss_reports_missing_outputs():
     img, wav = _features()
     with pytest.raises(ValueError, match=r"needs outputs \['logit_bias'\]"):
         ContrastiveLoss("siglip")({"image": img, "waveform": wav, "logit_scale": torch.tensor(10.0)})
-    with pytest.raises(ValueError, match=r"needs outputs \['waveform'\]"):
+    with pytest.raises(ValueError, match=r"needs the embeddings of one of the pairs \[\('image', 'waveform'\)\]"):
         ContrastiveLoss("clip")({"image": img, "logit_scale": torch.tensor(10.0)})
+
+
+def _clip_by_hand(a, b, scale):
+    """Symmetric InfoNCE computed directly: mean of the two cross-entropies over the diagonal."""
+    logits = scale * a @ b.T
+    target = torch.arange(len(a))
+    return (torch.nn.functional.cross_entropy(logits, target) + torch.nn.functional.cross_entropy(logits.T, target)) / 2
+
+
+def test_the_loss_sums_its_pairs_each_with_its_own_temperature_and_never_pairs_waveform_with_text():
+    img, wav = _features()
+    txt = torch.nn.functional.normalize(torch.randn_like(img), dim=-1)
+    outputs = {"image": img, "waveform": wav, "text": txt,
+               "logit_scales": {"image_waveform": torch.tensor(10.0), "image_text": torch.tensor(3.0),
+                                "waveform_text": torch.tensor(50.0)}}  # fmt: skip
+    fn = ContrastiveLoss("clip", pairs=[("image", "waveform"), ("image", "text")])
+    total = fn(outputs)
+    expected = _clip_by_hand(img, wav, 10.0) + _clip_by_hand(img, txt, 3.0)
+    assert torch.allclose(total, expected, atol=1e-5)
+    assert set(fn.last_terms) == {"image_waveform", "image_text"}  # waveform-text is never a term
+    # a batch without captions trains the image-waveform pair alone
+    only = fn({k: v for k, v in outputs.items() if k != "text"})
+    assert torch.allclose(only, _clip_by_hand(img, wav, 10.0), atol=1e-5) and set(fn.last_terms) == {"image_waveform"}

@@ -100,7 +100,7 @@ def test_weight_decay_spares_norms_biases_and_the_logit_scale():
     decay, exempt = param_groups(model, 0.1)
     names = {id(p): n for n, p in model.named_parameters()}
     exempt_names = {names[id(p)] for p in exempt["params"]}
-    assert "logit_scale.log_scale" in exempt_names
+    assert "logit_scales.image_waveform.log_scale" in exempt_names
     assert all(p.ndim >= 2 for p in decay["params"]) and exempt["weight_decay"] == 0.0
     assert any(n.endswith("norm1.weight") for n in exempt_names) and any(n.endswith(".bias") for n in exempt_names)
     model.lock_tower("image", 0)

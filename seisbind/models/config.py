@@ -218,13 +218,38 @@ class WaveformTowerConfig:
         return math.prod(self.conv_stride)
 
 
+# Each modality's tower config class, by modality name: a modality's section in a model config is
+# read with its class. A new modality is one entry here (register_tower_config) and one in each of
+# the model's module dicts (seisbind.models.towers).
+TOWER_CONFIGS: dict[str, type] = {ModalityType.IMAGE: ImageTowerConfig, ModalityType.WAVEFORM: WaveformTowerConfig}
+# The config-dict fixes each modality's section gets before it is read (renamed keys of saved models).
+_LEGACY_KEYS = {ModalityType.WAVEFORM: _legacy_waveform_keys}
+
+
+def register_tower_config(modality: str, config_class: type) -> None:
+    """Make ``modality`` a section a model config may have, read as ``config_class``."""
+    TOWER_CONFIGS[modality] = config_class
+
+
+def _read_tower(modality: str, value):
+    if dataclasses.is_dataclass(value):
+        return value
+    fix = _LEGACY_KEYS.get(modality, lambda d: d)
+    return _from_dict(TOWER_CONFIGS[modality], fix(value), f"{modality} tower")
+
+
 @dataclass
 class SeisBindConfig:
-    """A whole joint model: both towers, the shared dimension and the contrastive loss it trains with.
+    """A whole joint model: one tower per modality, the shared dimension, the pairs it binds and the
+    contrastive loss it trains them with.
 
-    ``init_logit_scale`` is the initial temperature inverse (CLIP: 1/0.07; SigLIP: 10), stored in
-    the model as its log and clamped at ``max_logit_scale``. ``init_logit_bias`` is used only
-    with the SigLIP loss (default -10).
+    The towers are the sections named by a modality (``image``, ``waveform``, optionally ``text``;
+    any modality registered with :func:`register_tower_config`), at the top level of the JSON.
+    ``bind`` lists the pairs trained contrastively, each with its own temperature (default: every
+    other modality with ``image``, as ImageBind binds everything through images; no other pair is
+    trained, so e.g. waveform-text similarity is emergent). ``init_logit_scale`` is the initial
+    temperature inverse (CLIP: 1/0.07; SigLIP: 10), stored as its log and clamped at
+    ``max_logit_scale``; ``init_logit_bias`` is used only with the SigLIP loss (default -10).
     """
 
     name: str = "custom"
@@ -234,14 +259,24 @@ class SeisBindConfig:
     init_logit_scale: float | None = None
     max_logit_scale: float = 100.0
     init_logit_bias: float | None = None
-    image: ImageTowerConfig = field(default_factory=ImageTowerConfig)
-    waveform: WaveformTowerConfig = field(default_factory=WaveformTowerConfig)
+    towers: dict[str, Any] = field(default_factory=lambda: {ModalityType.IMAGE: ImageTowerConfig(),
+                                                           ModalityType.WAVEFORM: WaveformTowerConfig()})
+    bind: list[list[str]] | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.image, dict):
-            self.image = _from_dict(ImageTowerConfig, self.image, "image tower")
-        if isinstance(self.waveform, dict):
-            self.waveform = _from_dict(WaveformTowerConfig, _legacy_waveform_keys(self.waveform), "waveform tower")
+        unknown = sorted(set(self.towers) - set(TOWER_CONFIGS))
+        if unknown:
+            raise ValueError(f"model config: unknown modality section(s) {unknown}; known: {sorted(TOWER_CONFIGS)}")
+        self.towers = {m: _read_tower(m, self.towers[m]) for m in TOWER_CONFIGS if m in self.towers}
+        if ModalityType.IMAGE not in self.towers or len(self.towers) < 2:
+            raise ValueError(f"model config: needs an image tower and at least one other; has {sorted(self.towers)}")
+        if self.bind is None:
+            self.bind = [[ModalityType.IMAGE, m] for m in self.towers if m != ModalityType.IMAGE]
+        self.bind = [list(pair) for pair in self.bind]
+        for pair in self.bind:
+            if len(pair) != 2 or pair[0] == pair[1] or any(m not in self.towers for m in pair):
+                raise ValueError(f"model config: bind pairs must name two of the model's towers {sorted(self.towers)}; "
+                                 f"got {pair}")
         if self.loss not in LOSS_TYPES:
             raise ValueError(f"model config: loss must be one of {LOSS_TYPES}; got {self.loss!r}")
         _check_positive("model", embed_dim=self.embed_dim, max_logit_scale=self.max_logit_scale)
@@ -254,25 +289,50 @@ class SeisBindConfig:
                              f"got {self.init_logit_scale}")
 
     @property
-    def towers(self) -> dict[str, ImageTowerConfig | WaveformTowerConfig]:
-        """The tower configs keyed by modality."""
-        return {ModalityType.IMAGE: self.image, ModalityType.WAVEFORM: self.waveform}
+    def image(self) -> ImageTowerConfig:
+        return self.towers[ModalityType.IMAGE]
+
+    @property
+    def waveform(self) -> WaveformTowerConfig:
+        return self.towers[ModalityType.WAVEFORM]
+
+    @property
+    def text(self):
+        """The text tower's config, or None for a model without one."""
+        return self.towers.get(ModalityType.TEXT)
+
+    @property
+    def pairs(self) -> list[tuple[str, str]]:
+        """The bound pairs as tuples."""
+        return [tuple(pair) for pair in self.bind]
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SeisBindConfig:
-        """Read a config dict (the JSON schema), refusing unknown keys."""
-        return _from_dict(cls, dict(data), "model")
+        """Read a config dict (the JSON schema: tower sections at the top level), refusing unknown keys."""
+        if not isinstance(data, dict):
+            raise ValueError(f"model config must be a JSON object (dict); got {type(data).__name__}")
+        data = dict(data)
+        towers = {m: data.pop(m) for m in list(data) if m in TOWER_CONFIGS and data[m] is not None}
+        for m in [m for m in list(data) if m in TOWER_CONFIGS]:
+            data.pop(m)  # a section set to null: no such tower
+        if "towers" in data:
+            raise ValueError("model config: tower sections go at the top level (image, waveform, ...), not under 'towers'")
+        return _from_dict(cls, {**data, "towers": towers}, "model")
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-serialisable form that ``from_dict`` reads back."""
-        return dataclasses.asdict(self)
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "towers"}
+        out["bind"] = [list(pair) for pair in self.bind]
+        for modality, tower in self.towers.items():
+            out[modality] = dataclasses.asdict(tower)
+        return out
 
 
 def merge_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """Return ``base`` updated by ``overrides``, merging nested dicts (tower sections) key by key."""
     out = dict(base)
     for key, value in overrides.items():
-        if key == "waveform" and isinstance(value, dict) and isinstance(out.get(key), dict):
+        if key == ModalityType.WAVEFORM and isinstance(value, dict) and isinstance(out.get(key), dict):
             # An override in the old name replaces the base's rate, whichever name the base uses.
             value, out[key] = _legacy_waveform_keys(value), _legacy_waveform_keys(out[key])
         if isinstance(value, dict) and isinstance(out.get(key), dict):

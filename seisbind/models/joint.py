@@ -27,13 +27,21 @@ from seisbind.models import model_card
 from seisbind.models.array_head import ArrayHead
 from seisbind.models.checkpoints import LoadReport
 from seisbind.models.config import SeisBindConfig
-from seisbind.models.heads import (LogitScale, MeanTokens, Normalize, ProjectionHead, SelectToken,
-                                   StationAttentionPool)
-from seisbind.models.image_tower import ImageTrunk
-from seisbind.models.preprocess import ImagePreprocessor, WaveformPreprocessor
-from seisbind.models.waveform_tower import WaveformTrunk
+from seisbind.models.heads import LogitScale, Normalize
+from seisbind.models.towers import get_tower
 
 CONFIG_NAME = "config.json"
+
+
+def pair_key(pair) -> str:
+    """The name of a bound pair's temperature: ``"image_waveform"``."""
+    return "_".join(pair)
+
+
+def legacy_state_keys(state: dict[str, Any], config: SeisBindConfig) -> dict[str, Any]:
+    """Weights saved before temperatures were per pair name ``logit_scale.*``: the first pair's."""
+    first = f"logit_scales.{pair_key(config.pairs[0])}."
+    return {(first + k[len("logit_scale."):] if k.startswith("logit_scale.") else k): v for k, v in state.items()}
 
 
 def _as_tensor(x, what: str) -> torch.Tensor:
@@ -118,32 +126,27 @@ class SeisBindModel(
         if isinstance(config, dict):
             config = SeisBindConfig.from_dict(config)
         self.config = config
-        image_trunk = ImageTrunk(config.image)
-        waveform_trunk = WaveformTrunk(config.waveform)
-        self.preprocessors = nn.ModuleDict({
-            ModalityType.IMAGE: ImagePreprocessor(config.image),
-            ModalityType.WAVEFORM: WaveformPreprocessor(config.waveform),
-        })
-        self.trunks = nn.ModuleDict({ModalityType.IMAGE: image_trunk, ModalityType.WAVEFORM: waveform_trunk})
-        wave = config.waveform
-        if wave.head == "array":
-            waveform_head = ArrayHead(waveform_trunk.width, config.embed_dim, wave.in_chans, wave.array_width,
-                                      wave.array_depth, wave.array_heads, wave.array_time_pool,
-                                      wave.station_spacing_m)
-        else:
-            waveform_head = ProjectionHead(waveform_trunk.width, config.embed_dim,
-                                           StationAttentionPool(waveform_trunk.width))
-        self.heads = nn.ModuleDict({
-            ModalityType.IMAGE: ProjectionHead(image_trunk.width, config.embed_dim,
-                                               SelectToken(0) if config.image.pool == "token" else MeanTokens(1)),
-            ModalityType.WAVEFORM: waveform_head,
-        })
+        preprocessors, trunks, heads = {}, {}, {}
+        for modality, tower_config in config.towers.items():
+            tower = get_tower(modality)
+            preprocessors[modality] = tower.preprocessor(tower_config)
+            trunks[modality] = tower.trunk(tower_config)
+            heads[modality] = tower.head(tower_config, trunks[modality], config.embed_dim)
+        self.preprocessors = nn.ModuleDict(preprocessors)
+        self.trunks = nn.ModuleDict(trunks)
+        self.heads = nn.ModuleDict(heads)
         self.postprocessors = nn.ModuleDict({m: Normalize() for m in self.trunks})
-        self.logit_scale = LogitScale(
-            config.init_logit_scale,
-            config.max_logit_scale,
-            config.init_logit_bias if config.loss == "siglip" else None,
-        )
+        # One temperature (and SigLIP bias) per bound pair, as each pair's similarities have their own spread.
+        self.logit_scales = nn.ModuleDict({
+            pair_key(pair): LogitScale(config.init_logit_scale, config.max_logit_scale,
+                                       config.init_logit_bias if config.loss == "siglip" else None)
+            for pair in config.pairs
+        })  # fmt: skip
+
+    @property
+    def logit_scale(self) -> LogitScale:
+        """The first bound pair's temperature (image-waveform in the shipped models)."""
+        return self.logit_scales[pair_key(self.config.pairs[0])]
 
     @property
     def sampling_rate(self) -> float:
@@ -236,28 +239,77 @@ class SeisBindModel(
 
     def forward(
         self,
+        inputs: dict[str, Any] | None = None,
+        *,
         images: torch.Tensor | None = None,
         waveforms: torch.Tensor | None = None,
         station_mask: torch.Tensor | None = None,
         station_x_m: torch.Tensor | None = None,
-    ) -> dict[str, torch.Tensor]:
-        if images is None and waveforms is None:
-            raise ValueError("forward needs images, waveforms or both; got neither")
-        if waveforms is None and station_mask is not None:
-            raise ValueError("station_mask was given without waveforms")
-        out: dict[str, torch.Tensor] = {}
-        if images is not None:
-            out[ModalityType.IMAGE] = self.encode_image(images)
-        if waveforms is not None:
-            out[ModalityType.WAVEFORM] = self.encode_waveform(waveforms, station_mask, station_x_m=station_x_m)
+    ) -> dict[str, Any]:
+        """Embed what ``inputs`` holds, ImageBind's way: ``{modality: input, side input: ...}``.
+
+        ``inputs`` maps modality names to their inputs (``"image"``: (B, C, H, W); ``"waveform"``:
+        (B, stations, C, T) with the side inputs ``"station_mask"`` and ``"station_x_m"``;
+        ``"text"``: a list of strings or token ids) and the model loops over the modalities it
+        has. ``images=``/``waveforms=`` keywords are the older spelling of the same call.
+
+        Returns the L2-normalised embedding of each given modality, ``"logit_scales"`` and, with
+        SigLIP, ``"logit_biases"`` (dicts by bound pair, ``"image_waveform"``; each pair has its own
+        temperature), and ``"logit_scale"``/``"logit_bias"`` of the first pair.
+        """
+        inputs = dict(inputs or {})
+        for key, value in (("image", images), ("waveform", waveforms), ("station_mask", station_mask),
+                           ("station_x_m", station_x_m)):  # fmt: skip
+            if value is not None:
+                inputs[key] = value
+        given = [m for m in self.trunks if inputs.get(m) is not None]
+        if not given:
+            raise ValueError(f"forward needs the input of at least one modality of {list(self.trunks)}; "
+                             f"got keys {sorted(inputs)}")
+        side = {k for m in self.trunks for k in get_tower(m).side_inputs}
+        unknown = sorted(set(inputs) - set(self.trunks) - side)
+        if unknown:
+            raise ValueError(f"forward got unknown input(s) {unknown}; expected modalities {list(self.trunks)} "
+                             f"and side inputs {sorted(side)}")
+        out: dict[str, Any] = {}
+        for modality in self.trunks:
+            owned = get_tower(modality).side_inputs
+            if inputs.get(modality) is None:
+                stray = [k for k in owned if inputs.get(k) is not None]
+                if stray:
+                    raise ValueError(f"{', '.join(stray)} given without the {modality} input")
+                continue
+            extra = {k: inputs[k] for k in owned if inputs.get(k) is not None}
+            out[modality] = self._encode_input(modality, inputs[modality], extra)
+        out["logit_scales"] = {key: scale() for key, scale in self.logit_scales.items()}
         out["logit_scale"] = self.logit_scale()
         if self.logit_scale.bias is not None:
+            out["logit_biases"] = {key: scale.bias for key, scale in self.logit_scales.items()}
             out["logit_bias"] = self.logit_scale.bias
         return out
 
+    def _encode_input(self, modality: str, value, extra: dict[str, Any]) -> torch.Tensor:
+        """One modality of ``forward``, through its ``encode_<modality>`` convenience where there is one
+        (they accept NumPy and unbatched input), else :meth:`encode`."""
+        if modality == ModalityType.IMAGE:
+            return self.encode_image(value)
+        if modality == ModalityType.WAVEFORM:
+            return self.encode_waveform(value, extra.get("station_mask"), station_x_m=extra.get("station_x_m"))
+        if modality == ModalityType.TEXT:
+            return self.encode_text(value)
+        return self.encode(modality, value, **extra)
+
+    def encode_text(self, texts, normalize: bool = True) -> torch.Tensor:
+        """Embed captions (a string, a list of strings, or token ids (batch, context)) -> (batch, embed_dim);
+        one string gives one unbatched embedding (embed_dim,)."""
+        one = isinstance(texts, str)
+        out = self.encode(ModalityType.TEXT, [texts] if one else texts, normalize=normalize)
+        return out[0] if one else out
+
     def clamp_logit_scale(self) -> None:
-        """Clamp the temperature to [1, max_logit_scale]; call after each optimiser step, as CLIP does."""
-        self.logit_scale.clamp_()
+        """Clamp every pair's temperature to [1, max_logit_scale]; call after each optimiser step, as CLIP does."""
+        for scale in self.logit_scales.values():
+            scale.clamp_()
 
     def lock_tower(self, modality: str, unlocked_blocks: int = 0) -> None:
         """Freeze a trunk (LiT), leaving its last ``unlocked_blocks`` blocks and final norm trainable.
@@ -404,7 +456,7 @@ class SeisBindModel(
             expected = {k: tuple(v.shape) for k, v in cls(config).state_dict().items()}
         try:
             with safe_open(str(weights_path), framework="pt") as fh:
-                stored = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
+                stored = legacy_state_keys({k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}, config)
         except Exception as err:  # safetensors raises its own SafetensorError (and OSError) on a foreign file
             raise ValueError(f"{weights_path} is not a safetensors file ({type(err).__name__}: {err}); a pickled "
                              "checkpoint is never loaded here: convert it with save_pretrained") from None
@@ -414,7 +466,7 @@ class SeisBindModel(
         if missing or unexpected or wrong:
             raise ValueError(f"{weights_path} does not match its config: missing {missing}, "
                              f"unexpected {unexpected}, wrong shapes {wrong}")
-        state = load_file(str(weights_path), device=str(map_location))
+        state = legacy_state_keys(load_file(str(weights_path), device=str(map_location)), config)
         model = cls(config)
         bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
         if bad:

@@ -46,29 +46,52 @@ def build_loss(
 
 
 class ContrastiveLoss(nn.Module):
-    """Applies an open_clip loss to the output dict of ``SeisBindModel.forward``.
+    """Applies an open_clip loss to the output dict of ``SeisBindModel.forward``, summed over pairs.
 
-    ``pair`` names the two modalities to align (image first, as ImageBind pairs everything
-    with images). Extra keyword arguments go to :func:`build_loss`.
+    ``pairs`` names the modality pairs to align (image first, as ImageBind binds everything to
+    images; default: image-waveform). Each pair uses its own temperature from the outputs'
+    ``logit_scales`` (``"image_text"``), or the single ``logit_scale`` of older outputs. A pair
+    whose two embeddings are not both in the outputs is left out, so a batch without captions
+    trains image-waveform only; no pair outside ``pairs`` is ever trained. ``last_terms`` holds
+    each pair's loss of the latest call. Extra keyword arguments go to :func:`build_loss`.
     """
 
-    def __init__(self, loss: str = "clip", pair: tuple[str, str] = (ModalityType.IMAGE, ModalityType.WAVEFORM),
-                 **options) -> None:
+    def __init__(self, loss: str = "clip", pairs=((ModalityType.IMAGE, ModalityType.WAVEFORM),), *,
+                 pair: tuple[str, str] | None = None, **options) -> None:
         super().__init__()
         self.kind = loss
-        self.pair = tuple(pair)
+        self.pairs = [tuple(pair)] if pair is not None else [tuple(p) for p in pairs]
+        if not self.pairs or any(len(p) != 2 or p[0] == p[1] for p in self.pairs):
+            raise ValueError(f"pairs must be pairs of two different modalities; got {self.pairs}")
         self.loss = build_loss(loss, **options)
+        self.last_terms: dict[str, torch.Tensor] = {}
 
-    def forward(self, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        a, b = self.pair
-        missing = [k for k in (a, b, "logit_scale") if k not in outputs]
-        if self.kind == "siglip" and outputs.get("logit_bias") is None:
-            missing.append("logit_bias")
-        if missing:
-            raise ValueError(f"the {self.kind} loss needs outputs {missing}; got keys {sorted(outputs)}")
-        if outputs[a].shape != outputs[b].shape:
-            raise ValueError(f"{a} and {b} embeddings must have the same shape; got "
-                             f"{tuple(outputs[a].shape)} and {tuple(outputs[b].shape)}")
-        if self.kind == "siglip":
-            return self.loss(outputs[a], outputs[b], outputs["logit_scale"], outputs["logit_bias"])
-        return self.loss(outputs[a], outputs[b], outputs["logit_scale"])
+    @property
+    def pair(self) -> tuple[str, str]:
+        return self.pairs[0]
+
+    def forward(self, outputs: dict) -> torch.Tensor:
+        terms = {}
+        for a, b in self.pairs:
+            if a not in outputs or b not in outputs:
+                continue
+            key = f"{a}_{b}"
+            scale = outputs.get("logit_scales", {}).get(key, outputs.get("logit_scale"))
+            bias = outputs.get("logit_biases", {}).get(key, outputs.get("logit_bias"))
+            missing = ["logit_scale"] if scale is None else []
+            if self.kind == "siglip" and bias is None:
+                missing.append("logit_bias")
+            if missing:
+                raise ValueError(f"the {self.kind} loss needs outputs {missing} for {key}; got keys {sorted(outputs)}")
+            if outputs[a].shape != outputs[b].shape:
+                raise ValueError(f"{a} and {b} embeddings must have the same shape; got "
+                                 f"{tuple(outputs[a].shape)} and {tuple(outputs[b].shape)}")
+            if self.kind == "siglip":
+                terms[key] = self.loss(outputs[a], outputs[b], scale, bias)
+            else:
+                terms[key] = self.loss(outputs[a], outputs[b], scale)
+        if not terms:
+            raise ValueError(f"the {self.kind} loss needs the embeddings of one of the pairs {self.pairs}; "
+                             f"got keys {sorted(outputs)}")
+        self.last_terms = {k: v.detach() for k, v in terms.items()}
+        return sum(terms.values())

@@ -146,6 +146,21 @@ def _resolve_resume(resume: str, root: Path, log) -> Path | None:
     return folder
 
 
+# batch key -> model input key (ImageBind's inputs dict: modalities and their side inputs)
+_BATCH_INPUTS = {"images": "image", "waveforms": "waveform", "station_mask": "station_mask",
+                 "station_x_m": "station_x_m", "texts": "text"}  # fmt: skip
+
+
+def model_inputs(batch: dict, device) -> dict:
+    """A collated batch as the model's ``forward(inputs)`` dict, tensors on ``device``."""
+    out = {}
+    for key, name in _BATCH_INPUTS.items():
+        if batch.get(key) is not None:
+            value = batch[key]
+            out[name] = value.to(device, non_blocking=True) if isinstance(value, torch.Tensor) else value
+    return out
+
+
 def model_card_info(config: TrainConfig) -> dict:
     """What the saved models' cards say of their training: the resolved config, and the data folder
     with its generation plan's scenario, size and seed (when it is a `seisbind generate` folder)."""
@@ -243,7 +258,7 @@ def train(config: TrainConfig) -> TrainResult:
     if core.config.loss == "clip":
         # Gathering with gradients makes the gradient of the global-batch loss exact across processes.
         loss_options.update(local_loss=config.local_loss, gather_with_grad=True)
-    loss_fn = ContrastiveLoss(core.config.loss, **loss_options)
+    loss_fn = ContrastiveLoss(core.config.loss, pairs=core.config.pairs, **loss_options)
     card = model_card_info(config)
 
     start_step, best_metric, best_step = 0, None, None
@@ -338,15 +353,9 @@ def train(config: TrainConfig) -> TrainResult:
             model.train()
             step_loss, grad_norm = 0.0, None
             for micro in range(accum):
-                batch = next(batches)
-                images = batch["images"].to(accelerator.device, non_blocking=True)
-                waveforms = batch["waveforms"].to(accelerator.device, non_blocking=True)
-                station_mask = batch["station_mask"].to(accelerator.device, non_blocking=True)
-                positions = batch.get("station_x_m")
-                positions = positions.to(accelerator.device, non_blocking=True) if positions is not None else None
+                inputs = model_inputs(next(batches), accelerator.device)
                 with accelerator.accumulate(model):
-                    loss = loss_fn(model(images=images, waveforms=waveforms, station_mask=station_mask,
-                                         station_x_m=positions))
+                    loss = loss_fn(model(inputs))
                     value = float(accelerator.reduce(loss.detach().float(), "mean"))
                     if not math.isfinite(value):
                         raise diverged("loss", value, step, micro)
@@ -377,6 +386,11 @@ def train(config: TrainConfig) -> TrainResult:
                          "train/epoch": (step * accum) / sampler.batches_per_epoch}
                 if grad_norm is not None:
                     entry["train/grad_norm"] = grad_norm
+                if len(core.logit_scales) > 1:  # each bound pair's temperature and latest loss term
+                    for key, module in core.logit_scales.items():
+                        entry[f"train/logit_scale/{key}"] = float(module().detach())
+                    for key, term in loss_fn.last_terms.items():
+                        entry[f"train/loss/{key}"] = float(term)
                 record(entry, step)
                 bar.set_postfix(loss=f"{entry['train/loss']:.4f}", scale=f"{scale:.1f}", pairs_s=f"{pairs_per_s:.1f}")
                 window_loss, window_steps, rate_steps = 0.0, 0, 0
