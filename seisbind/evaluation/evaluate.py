@@ -24,6 +24,7 @@ from seisbind.evaluation.gather_cnn import GatherCNNBaseline
 from seisbind.evaluation.metrics import classification_report, recall_curve, retrieval_report
 from seisbind.evaluation.probes import knn_probe, linear_probe_classification, linear_probe_regression
 from seisbind.evaluation.zeroshot import class_prototypes, zero_shot_predict
+from seisbind.modalities import ModalityType
 
 CLASS_LABELS = ("family", "fault_present")
 REGRESSION_LABELS = ("vs30", "depth_vs760_m", "source_depth_m")
@@ -197,6 +198,12 @@ def evaluate(
         "gather_cnn": gather_info,  # budget, steps done, seconds, pairs/s; None when skipped
     }
     lap("zero-shot and probes")
+    if ModalityType.TEXT in model.modalities:
+        from seisbind.evaluation import text
+
+        results["text"] = {"zero_shot": text.emergent_zero_shot(model, after_emb, split),
+                           "retrieval": text.text_retrieval(model, data[split], test, seed)}  # fmt: skip
+        lap("text")
     if plots_dir is not None:
         pdir = Path(plots_dir)
         pdir.mkdir(parents=True, exist_ok=True)
@@ -247,6 +254,10 @@ def markdown_tables(results: dict) -> str:
     for name, p in results["probes"].items():
         cells = [f"{p[c]['linear'][m]:.3f} / {p[c]['knn'][m]:.3f}" if c in p else "n/a" for c, m in cols]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if "text" in results:
+        from seisbind.evaluation import text
+
+        lines += ["", text.markdown(results["text"])]
     return "\n".join(lines)
 
 

@@ -34,7 +34,10 @@ class TrainConfig:
     model_overrides: dict[str, Any] = field(default_factory=dict)
     image_checkpoint: str | None = None  # SFM MAE .pth to start the image trunk from
     waveform_checkpoint: str | None = None  # SeisLM Lightning .ckpt to start the waveform trunk from
-    # Tower locking (LiT): a locked trunk trains only its head, plus its last `*_unlocked_blocks` blocks.
+    # Tower locking (LiT), per modality: {image: 2} locks the image trunk but its last 2 blocks (0: all
+    # of it); the head, the other towers and the temperatures keep training. The flat lock_<modality>
+    # keys are the older spelling of the same.
+    lock: dict[str, int] = field(default_factory=dict)
     lock_image: bool = False
     lock_image_unlocked_blocks: int = 0
     lock_waveform: bool = False
@@ -55,6 +58,9 @@ class TrainConfig:
     noise_level: list[float] = field(default_factory=lambda: [0.0, 0.1])  # noise RMS / record RMS
     max_time_shift_s: float = 0.1  # origin-time jitter, the same for every station of a pair
     mirror_prob: float = 0.5  # mirror the section and its record left-right (exact in 2-D P-SV)
+    # Text (models with a text tower): each pair's caption is one of this many made from its
+    # geology's labels (seisbind.data.captions); 1 = one fixed caption per geology.
+    captions_per_geology: int = 16
 
     # Loss: open_clip's ClipLoss (or SigLipLoss, by the model config) over the global batch.
     local_loss: bool = True  # each process scores its rows against all gathered columns
@@ -87,6 +93,16 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.validate()
 
+    def locks(self) -> dict[str, int]:
+        """Modality -> trailing trunk blocks left trainable, of every locked tower (``lock`` and the
+        older flat ``lock_image``/``lock_waveform`` keys together)."""
+        out = dict(self.lock or {})
+        if self.lock_image:
+            out.setdefault("image", self.lock_image_unlocked_blocks)
+        if self.lock_waveform:
+            out.setdefault("waveform", self.lock_waveform_unlocked_blocks)
+        return out
+
     def validate(self) -> None:
         """Raise a ``ValueError`` naming the first key whose value cannot work."""
         positive = ("batch_size", "max_steps", "gradient_accumulation_steps", "log_every", "val_batch_size",
@@ -99,6 +115,12 @@ class TrainConfig:
                     "lock_waveform_unlocked_blocks"):
             if getattr(self, key) < 0:
                 raise ValueError(f"train config: {key} must be >= 0; got {getattr(self, key)!r}")
+        for modality, blocks in self.locks().items():
+            if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 0:
+                raise ValueError(f"train config: lock.{modality} must be the number of trailing blocks left "
+                                 f"trainable (0 or more); got {blocks!r}")
+        if self.captions_per_geology < 0:
+            raise ValueError(f"train config: captions_per_geology must be >= 0; got {self.captions_per_geology!r}")
         if not 0.0 <= self.station_drop_prob <= 1.0:
             raise ValueError(f"train config: station_drop_prob must be in [0, 1]; got {self.station_drop_prob!r}")
         if not 0.0 <= self.mirror_prob <= 1.0:

@@ -25,13 +25,17 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from seisbind.training.augment import ZNE, WaveformAugment, mirror_pair
 
-# Streams of SeedSequence(seed, stream, ...): the sampler's permutations and the pairs' draws.
-_SAMPLER_STREAM, _PAIR_STREAM = 0, 1
+# Streams of SeedSequence(seed, stream, ...): the sampler's permutations, the pairs' draws, and
+# each geology's caption pool.
+_SAMPLER_STREAM, _PAIR_STREAM, _CAPTION_STREAM = 0, 1, 2
 TRAIN_COLUMNS = ("image", "waveforms", "waveform_scale", "geology_id")
 POSITIONS = "station_x_m"  # optional column: each station's position along the array (m)
+# The label columns captions are made from (those a dataset has; see seisbind.data.captions).
+LABEL_COLUMNS = ("family", "n_layers", "fault_present", "fault_kind", "fault_dip_deg", "fault_throw_m", "body_kind",
+                 "heterogeneity_std", "vs30", "depth_vs760_m")  # fmt: skip
 
 
-def load_rows(path: str | os.PathLike, split: str):
+def load_rows(path: str | os.PathLike, split: str, labels: bool = False):
     """The ``split`` of a generated dataset with only the columns training reads, as NumPy arrays.
 
     Rows stay as stored (float16 images and per-trace-scaled waveforms); :func:`decode_image` and
@@ -45,7 +49,8 @@ def load_rows(path: str | os.PathLike, split: str):
     if missing:
         raise ValueError(f"{path} ({split}) lacks the column(s) {missing} that training needs; "
                          f"it has {rows.column_names}")
-    extra = [c for c in ("sampling_rate", "channels", POSITIONS) if c in rows.column_names]
+    extra = [c for c in ("sampling_rate", "channels", POSITIONS, *(LABEL_COLUMNS if labels else ()))
+             if c in rows.column_names]
     return rows.select_columns([*TRAIN_COLUMNS, *extra]).with_format("numpy")
 
 
@@ -173,7 +178,29 @@ class PairDataset(Dataset):
         }
         if positions is not None:
             item[POSITIONS] = torch.from_numpy(np.ascontiguousarray(positions))
+        if self.captions_per_geology:
+            pool = self.caption_pool(row)
+            item["text"] = pool[int(rng.integers(len(pool)))]
         return item
+
+    def caption_pool(self, row: dict) -> list[str]:
+        """The captions a geology's pairs draw from (made once per geology and kept)."""
+        from seisbind.data.captions import make_captions
+
+        gid = int(row["geology_id"])
+        if gid not in self._caption_pools:
+            labels = {k: _scalar(row[k]) for k in LABEL_COLUMNS if k in row}
+            if "family" not in labels:
+                raise ValueError("captions need the rows' labels: load them with load_rows(..., labels=True)")
+            rng = np.random.default_rng(np.random.SeedSequence([self.seed, _CAPTION_STREAM, gid]))
+            self._caption_pools[gid] = make_captions(labels, self.captions_per_geology, rng)
+        return self._caption_pools[gid]
+
+
+def _scalar(value):
+    """A stored label as a plain Python value (NumPy-formatted rows give 0-d arrays and numpy scalars)."""
+    value = np.asarray(value)
+    return value.item() if value.ndim == 0 else value.tolist()
 
 
 def collate_pairs(items: Sequence[dict]) -> dict[str, torch.Tensor]:
@@ -199,6 +226,8 @@ def collate_pairs(items: Sequence[dict]) -> dict[str, torch.Tensor]:
         "station_mask": mask,
         "geology_id": torch.tensor([it["geology_id"] for it in items]),
     }
+    if all("text" in it for it in items):
+        batch["texts"] = [it["text"] for it in items]
     if all(POSITIONS in it for it in items):
         positions = torch.zeros(len(items), k)
         for i, it in enumerate(items):

@@ -15,21 +15,24 @@ from seisbind.training.data import decode_image, decode_positions, decode_record
 
 
 def recall_metrics(image_emb: torch.Tensor, waveform_emb: torch.Tensor) -> dict[str, float]:
-    """Retrieval metrics from embeddings: images (G, D), waveforms (G, S, D) with S sources per image."""
+    """Retrieval metrics from embeddings: images (G, D), waveforms (G, S, D) with S sources per image.
+
+    Computed by :mod:`seisbind.evaluation.metrics`, the one implementation evaluation uses too (a
+    positive tied with a negative ranks below it)."""
+    from seisbind.evaluation.metrics import first_positive_rank
+
     g, s, d = waveform_emb.shape
-    sims = waveform_emb.reshape(g * s, d).float() @ image_emb.float().T  # (queries, gallery)
-    truth = torch.arange(g).repeat_interleave(s)
-    # Rank of the true image: how many gallery images score strictly higher (ties favour the truth).
-    true_score = sims[torch.arange(g * s), truth]
-    rank = (sims > true_score[:, None]).sum(dim=1)
-    # Image to waveform: the nearest of all G*S waveforms, correct if it is one of the image's sources.
-    nearest = sims.T.argmax(dim=1)
-    i2w = (nearest // s == torch.arange(g)).float().mean()
+    sims = (waveform_emb.reshape(g * s, d).float() @ image_emb.float().T).cpu().numpy()  # (queries, gallery)
+    truth = np.repeat(np.arange(g), s)
+    positives = truth[:, None] == np.arange(g)[None, :]
+    rank = first_positive_rank(sims, positives)  # 1-based
+    # Image to waveform: correct if the image's best-placed waveform is one of its sources.
+    i2w = first_positive_rank(sims.T, positives.T)
     return {
-        "wave_to_image_r1": float((rank < 1).float().mean()),
-        "wave_to_image_r5": float((rank < 5).float().mean()),
-        "wave_to_image_mean_rank": float(rank.float().mean() + 1),
-        "image_to_wave_r1": float(i2w),
+        "wave_to_image_r1": float(np.mean(rank <= 1)),
+        "wave_to_image_r5": float(np.mean(rank <= 5)),
+        "wave_to_image_mean_rank": float(np.mean(rank)),
+        "image_to_wave_r1": float(np.mean(i2w <= 1)),
         "gallery_size": float(g),
         "chance_r1": 1.0 / g,
     }

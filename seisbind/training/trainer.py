@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from seisbind.modalities import ModalityType
 from seisbind.training.augment import WaveformAugment
 from seisbind.training.checkpointing import (
     TMP_PREFIX,
@@ -53,8 +54,8 @@ BEST_DIR, FINAL_DIR = "best-model", "final-model"
 # Keys whose change on resume makes the continued run a different run from the checkpointed one.
 _TRAJECTORY_KEYS = ("model", "model_overrides", "data", "seed", "batch_size", "gradient_accumulation_steps",
                     "min_stations", "max_stations", "station_drop_prob", "mirror_prob", "amplitude_scale", "noise_level",
-                    "max_time_shift_s", "lr", "weight_decay", "warmup_steps", "max_steps", "lock_image",
-                    "lock_waveform")
+                    "max_time_shift_s", "lr", "weight_decay", "warmup_steps", "max_steps", "lock", "lock_image",
+                    "lock_waveform", "captions_per_geology")
 
 
 class TrainingDiverged(RuntimeError):
@@ -230,13 +231,12 @@ def train(config: TrainConfig) -> TrainResult:
     set_seed(config.seed)
     model = create_model(config.model, image_checkpoint=config.image_checkpoint,
                          waveform_checkpoint=config.waveform_checkpoint, **config.model_overrides)
-    if config.lock_image:
-        model.lock_tower("image", config.lock_image_unlocked_blocks)
-    if config.lock_waveform:
-        model.lock_tower("waveform", config.lock_waveform_unlocked_blocks)
+    for modality, unlocked_blocks in config.locks().items():
+        model.lock_tower(modality, unlocked_blocks)
 
-    train_rows = load_rows(config.data, config.train_split)
-    val_rows = load_rows(config.data, config.val_split)
+    text = ModalityType.TEXT in model.trunks
+    train_rows = load_rows(config.data, config.train_split, labels=text)
+    val_rows = load_rows(config.data, config.val_split, labels=text)
     for rows, split in ((train_rows, config.train_split), (val_rows, config.val_split)):
         if len(rows) == 0:
             raise ValueError(f"{config.data} has no {split!r} rows")
@@ -248,7 +248,8 @@ def train(config: TrainConfig) -> TrainResult:
     augment = WaveformAugment(tuple(config.amplitude_scale), tuple(config.noise_level),
                               int(round(config.max_time_shift_s * rate)))
     dataset = PairDataset(train_rows, config.seed, config.min_stations, config.max_stations, augment,
-                          config.mirror_prob, config.station_drop_prob)
+                          config.mirror_prob, config.station_drop_prob,
+                          captions_per_geology=config.captions_per_geology if text else 0)
 
     optimizer = build_optimizer(model, config.lr, config.weight_decay, tuple(config.betas), config.eps)
     scheduler = build_scheduler(optimizer, config.warmup_steps, config.max_steps)

@@ -1,0 +1,149 @@
+"""Evaluation of the text modality: emergent waveform->text zero-shot, and text queries.
+
+Text is bound to images only; no (waveform, text) pair is ever trained. What this module measures
+is therefore ImageBind's emergent link:
+
+* **waveform -> text zero-shot**: each class (family, fault present, NEHRP site class) is the mean
+  of its prompts' text embeddings (CLIP's prompt ensembles, :mod:`seisbind.data.captions`), and a
+  waveform takes the class whose text it is nearest. Beside it, in the same run: the image-prototype
+  zero-shot (class means of the train images' embeddings) and a supervised linear probe on the
+  waveform embeddings, the bar that uses labels;
+* **text -> image and text -> waveform retrieval**: one caption per test geology in phrasings the
+  text tower never saw in training (``templates="heldout"``), ranked against the split's images
+  and waveforms with :mod:`seisbind.evaluation.metrics`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from seisbind.evaluation.metrics import classification_report, retrieval_report
+from seisbind.evaluation.zeroshot import class_prototypes, l2_normalize, zero_shot_predict
+
+TASKS = ("family", "fault_present", "site_class")
+_CAPTION_SEED_STREAM = 7  # SeedSequence(seed, 7, geology): held-out query captions
+
+
+def prompt_classifier(model, prompts: dict) -> tuple[np.ndarray, np.ndarray]:
+    """``(classes, class embeddings)``: each class the re-normalised mean of its prompts' embeddings."""
+    classes = list(prompts)
+    with torch.no_grad():
+        embs = [l2_normalize(model.encode_text(list(prompts[c])).float().cpu().numpy()).mean(0) for c in classes]
+    return np.array(classes, dtype=object), l2_normalize(np.stack(embs))
+
+
+def site_classes(vs30: np.ndarray) -> np.ndarray:
+    from seisbind.data.captions import site_class
+
+    return np.array([site_class(float(v)) for v in np.asarray(vs30, float)], dtype=object)
+
+
+def task_labels(labels: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The three tasks' labels from a split's label columns (site class from Vs30), as objects."""
+    out = {}
+    if "family" in labels:
+        out["family"] = np.asarray(labels["family"]).astype(object)
+    if "fault_present" in labels:
+        out["fault_present"] = np.asarray(labels["fault_present"]).astype(bool).astype(object)
+    if "vs30" in labels:
+        out["site_class"] = site_classes(labels["vs30"])
+    return out
+
+
+def task_prompts(task: str, classes) -> dict:
+    from seisbind.data.captions import family_prompts, fault_prompts, site_class_prompts
+
+    if task == "family":
+        return family_prompts(sorted(str(c) for c in classes))
+    if task == "fault_present":
+        return fault_prompts()
+    return site_class_prompts()
+
+
+def emergent_zero_shot(model, emb: dict, split: str) -> dict:
+    """Per task: waveform->text prompts (emergent), image->text prompts (the bound pair),
+    image-prototype zero-shot and a linear probe on waveforms, with the chance level."""
+    from seisbind.evaluation.probes import linear_probe_classification
+
+    train_labels = task_labels(emb["train"].image_labels)
+    test_w = task_labels(emb[split].waveform_labels)
+    test_i = task_labels(emb[split].image_labels)
+    out = {}
+    for task in TASKS:
+        if task not in test_w or task not in train_labels:
+            continue
+        prompts = task_prompts(task, np.unique(train_labels[task]))
+        classes, text_protos = prompt_classifier(model, prompts)
+        y = test_w[task]
+        row = {
+            "waveform -> text prompts (emergent)": classification_report(y, zero_shot_predict(emb[split].waveform, classes, text_protos)),
+            "image -> text prompts": classification_report(test_i[task], zero_shot_predict(emb[split].image, classes, text_protos)),
+        }  # fmt: skip
+        img_classes, img_protos = class_prototypes(emb["train"].image, train_labels[task])
+        row["waveform -> image prototypes"] = classification_report(y, zero_shot_predict(emb[split].waveform, img_classes, img_protos))
+        val_w = task_labels(emb["validation"].waveform_labels)[task]
+        train_w = task_labels(emb["train"].waveform_labels)[task]
+        if len(np.unique(train_w)) > 1:
+            codes = {c: i for i, c in enumerate(sorted(set(train_w) | set(val_w) | set(y), key=str))}
+            enc = [np.array([codes[c] for c in v]) for v in (train_w, val_w, y)]
+            probe = linear_probe_classification(emb["train"].waveform, enc[0], emb["validation"].waveform, enc[1],
+                                                emb[split].waveform, enc[2])  # fmt: skip
+            row["linear probe on waveforms (supervised)"] = {k: probe[k] for k in ("acc1", "mean_per_class_recall")}
+        present = np.unique(y)
+        row["chance (uniform over the classes)"] = {"acc1": 1.0 / len(classes), "mean_per_class_recall": 1.0 / len(classes)}
+        row["classes"] = [str(c) for c in classes]
+        row["classes_in_split"] = [str(c) for c in present]
+        out[task] = row
+    return out
+
+
+def heldout_captions(dataset, seed: int = 0) -> list[str]:
+    """One caption per geology of a decoded split, in the held-out phrasings."""
+    from seisbind.data.captions import make_captions
+    from seisbind.training.data import LABEL_COLUMNS
+
+    cols = [c for c in LABEL_COLUMNS if c in dataset.column_names]
+    table = dataset.with_format(None).select_columns(cols + ["geology_id"])[:]
+    captions = []
+    for i, gid in enumerate(table["geology_id"]):
+        labels = {c: table[c][i] for c in cols}
+        rng = np.random.default_rng(np.random.SeedSequence([seed, _CAPTION_SEED_STREAM, int(gid)]))
+        captions.append(make_captions(labels, 1, rng, templates="heldout")[0])
+    return captions
+
+
+def text_retrieval(model, dataset, emb, seed: int = 0, batch_size: int = 64) -> dict:
+    """text -> image and text -> waveform retrieval with held-out captions (one per geology)."""
+    captions = heldout_captions(dataset, seed)
+    with torch.no_grad():
+        text = np.concatenate([model.encode_text(captions[i : i + batch_size]).float().cpu().numpy()
+                               for i in range(0, len(captions), batch_size)])  # fmt: skip
+    n = len(captions)
+    to_image = retrieval_report(text @ emb.image.T, np.eye(n, dtype=bool))
+    to_waveform = retrieval_report(text @ emb.waveform.T, np.arange(n)[:, None] == emb.waveform_geology[None, :])
+    return {"text_to_image": to_image, "text_to_waveform": to_waveform, "examples": captions[:5]}
+
+
+def markdown(text_results: dict) -> str:
+    """The zero-shot and text-retrieval tables."""
+    lines = ["| zero-shot (acc1 / mean per-class recall) | " + " | ".join(text_results["zero_shot"]) + " |",
+             "|---" * (len(text_results["zero_shot"]) + 1) + "|"]  # fmt: skip
+    methods = []
+    for row in text_results["zero_shot"].values():
+        methods += [m for m in row if m not in methods and isinstance(row[m], dict)]
+    for m in methods:
+        cells = []
+        for row in text_results["zero_shot"].values():
+            r = row.get(m)
+            cells.append(f"{r['acc1']:.3f} / {r['mean_per_class_recall']:.3f}" if r else "n/a")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    r = text_results["retrieval"]
+    lines += ["", "| text query (held-out captions) | R@1 | R@5 | R@10 | median rank | gallery | chance R@10 |",
+              "|---|---|---|---|---|---|---|"]
+    for name, key in (("text -> image", "text_to_image"), ("text -> waveform", "text_to_waveform")):
+        x = r[key]
+        chance = min(1.0, 10 * x["positives_per_query"] / x["gallery_size"])
+        lines.append(f"| {name} | {x['recall@1']:.3f} | {x['recall@5']:.3f} | {x['recall@10']:.3f} | "
+                     f"{x['median_rank']:.1f} | {x['gallery_size']} | {chance:.3f} |")
+    return "\n".join(lines)
