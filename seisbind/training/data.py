@@ -133,12 +133,19 @@ class PairDataset(Dataset):
     them if it has fewer, in their order along the surface; otherwise the whole array), whether the
     pair is mirrored (probability ``mirror_prob``; ZNE records only) and the waveform
     augmentation (``augment``, or none). The stations keep their positions (``station_x_m``).
+
+    With ``captions_per_geology`` = n > 0 each pair also carries a caption (``text``), one of a pool
+    of n captions of its geology made from its labels (``rows`` loaded with ``labels=True``) by
+    :func:`seisbind.data.captions.make_captions`; the pool is a function of ``(seed, geology)``
+    only, so n = 1 is one fixed caption per geology and n = 16 sixteen phrasings of it.
     """
 
     def __init__(self, rows, seed: int, min_stations: int, max_stations: int,
                  augment: WaveformAugment | None = None, mirror_prob: float = 0.0,
-                 station_drop_prob: float = 1.0) -> None:
+                 station_drop_prob: float = 1.0, captions_per_geology: int = 0) -> None:
         self.rows, self.seed, self.augment = rows, seed, augment
+        self.captions_per_geology = int(captions_per_geology)
+        self._caption_pools: dict[int, list[str]] = {}
         self.min_stations, self.max_stations = min_stations, max_stations
         self.mirror_prob = float(mirror_prob)
         self.station_drop_prob = float(station_drop_prob)
