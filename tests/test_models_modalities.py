@@ -138,3 +138,25 @@ def test_training_validation_and_evaluation_share_one_recall_with_pessimistic_ti
     evaluation = retrieval_report(sims, np.repeat(np.arange(6), 3)[:, None] == np.arange(6)[None, :])
     assert train["wave_to_image_r1"] == pytest.approx(evaluation["recall@1"])
     assert train["wave_to_image_r5"] == pytest.approx(evaluation["recall@5"])
+
+
+@pytest.mark.parametrize("name, modalities", [("tiny", ("image", "waveform")),
+                                              ("tiny-text", ("image", "waveform", "text"))])  # fmt: skip
+def test_two_and_three_modality_models_save_and_load(name, modalities, tmp_path):
+    import json
+
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    model.save_pretrained(tmp_path / "m")
+    saved = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert ("text" in saved) == ("text" in modalities) and saved["bind"][0] == ["image", "waveform"]
+    loaded = SeisBindModel.from_pretrained(tmp_path / "m").eval()
+    assert loaded.modalities == modalities
+    inputs = {"image": torch.randn(2, 1, 64, 64), "waveform": torch.randn(2, 2, 3, 300)}
+    if "text" in modalities:
+        inputs["text"] = ["a section of folded layers", "site class C, soft soil"]
+    with torch.no_grad():
+        a, b = model(inputs), loaded(inputs)
+    for m in modalities:
+        assert torch.equal(a[m], b[m]), m
+    assert set(a["logit_scales"]) == {"_".join(p) for p in model.config.pairs}

@@ -379,3 +379,43 @@ def test_two_cpu_processes_see_the_global_batch(tiny_data, tmp_path):
         assert two == pytest.approx(single.losses[step], abs=1e-5), (step, two, single.losses[step])
     state = json.loads((tmp_path / "two" / "checkpoints" / "step-00000003" / "trainer_state.json").read_text())
     assert state["world_size"] == 2 and state["global_batch_size"] == 8
+
+
+# --- text, bound through images ----------------------------------------------------------------
+
+
+def test_a_text_model_trains_image_waveform_and_image_text_and_resumes_exactly(tiny_data, tmp_path):
+    """tiny-text: every step trains both bound pairs from one batch (each logged with its own
+    temperature); no waveform-text term; a killed run resumed ends like an uninterrupted one."""
+    from seisbind.models import SeisBindModel
+
+    full = train(tiny_config(tiny_data, tmp_path / "full", model="tiny-text", max_steps=4, save_every=2,
+                             captions_per_geology=4))  # fmt: skip
+    entry = metrics_at(tmp_path / "full", 4)
+    assert {"train/loss/image_waveform", "train/loss/image_text", "train/logit_scale/image_text"} <= set(entry)
+    assert not any("waveform_text" in k for k in entry)
+    assert entry["train/loss"] == pytest.approx(entry["train/loss/image_waveform"] + entry["train/loss/image_text"],
+                                                rel=0.05)  # fmt: skip  (one step's terms against the window mean)
+    model = SeisBindModel.from_pretrained(tmp_path / "full" / "final-model")
+    assert model.modalities == ("image", "waveform", "text") and model.encode_text("faulted layers").shape == (512,)
+    # a run that stopped after its step-2 checkpoint: resumed, it ends as the whole run did
+    import shutil
+
+    (tmp_path / "cut" / "checkpoints").mkdir(parents=True)
+    shutil.copytree(tmp_path / "full" / "checkpoints" / "step-00000002", tmp_path / "cut" / "checkpoints" / "step-00000002")
+    resumed = train(tiny_config(tiny_data, tmp_path / "cut", model="tiny-text", max_steps=4, save_every=2,
+                                captions_per_geology=4, resume="latest"))  # fmt: skip
+    assert resumed.step == 4 and resumed.loss == pytest.approx(full.loss, abs=1e-6)
+
+
+def test_caption_pools_are_per_geology_and_vary_only_when_asked(tiny_data):
+    from seisbind.training.data import PairDataset, load_rows
+
+    rows = load_rows(tiny_data, "train", labels=True)
+    one = PairDataset(rows, 0, 2, 4, captions_per_geology=1)
+    many = PairDataset(rows, 0, 2, 4, captions_per_geology=16)
+    assert len({one[(e, 0)]["text"] for e in range(12)}) == 1  # one fixed caption per geology
+    assert len({many[(e, 0)]["text"] for e in range(40)}) > 4  # phrasings vary across epochs
+    assert many[(3, 0)]["text"] == PairDataset(rows, 0, 2, 4, captions_per_geology=16)[(3, 0)]["text"]  # seeded
+    with pytest.raises(ValueError, match="labels=True"):
+        PairDataset(load_rows(tiny_data, "train"), 0, 2, 4, captions_per_geology=2)[(0, 0)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -218,10 +219,108 @@ class WaveformTowerConfig:
         return math.prod(self.conv_stride)
 
 
+OPEN_CLIP_VOCAB_SIZE = 49408  # SimpleTokenizer: 49,152 BPE tokens + 256 bytes' worth, with SOT and EOT last
+OPEN_CLIP_SOT_ID = 49406
+OPEN_CLIP_EOT_ID = 49407
+TEXT_ARCHS = ("open_clip",)
+TEXT_POOL_TYPES = ("argmax", "eos")
+_TEXT_SECTION = "text tower"
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+@dataclass
+class TextTowerConfig:
+    """open_clip text transformer: ``width``/``layers``/``heads``/``mlp_ratio`` set its size
+    (CLIP ViT-B/32's text tower: 512/12/8/4, context 77).
+
+    ``output_dim``: None (default) returns the pooled ``width`` features and lets the seisbind head
+    project; an int adds open_clip's ``text_projection`` (width, output_dim), e.g. to keep a CLIP
+    checkpoint's projection. ``tokenizer``: ``"open_clip"`` (the BPE vocabulary inside the open_clip
+    wheel; needs ``vocab_size >= 49408``) or the path of a local Hugging Face tokenizer folder.
+    ``pool_type``/``eos_id``: where the trunk pools (see the module docstring). ``quick_gelu``:
+    OpenAI's CLIP weights were trained with QuickGELU (open_clip's ``-quickgelu`` models); set it
+    to load them. The number of heads is not in a checkpoint's weights: it must match the
+    checkpoint's model.
+    """
+
+    arch: str = "open_clip"
+    context_length: int = 32
+    vocab_size: int = OPEN_CLIP_VOCAB_SIZE
+    width: int = 128
+    layers: int = 2
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    output_dim: int | None = None
+    tokenizer: str = "open_clip"
+    pool_type: str = "argmax"
+    eos_id: int | None = None
+    quick_gelu: bool = False
+
+    def __post_init__(self) -> None:
+        sec = _TEXT_SECTION
+        if self.arch not in TEXT_ARCHS:
+            raise ValueError(f"{sec} config: arch must be one of {TEXT_ARCHS} (a Hugging Face text model as trunk "
+                             f"is not implemented); got {self.arch!r}")
+        for name in ("context_length", "vocab_size", "width", "layers", "heads"):
+            v = getattr(self, name)
+            if not _is_int(v) or v <= 0:
+                raise ValueError(f"{sec} config: {name} must be a positive integer; got {v!r}")
+        if self.context_length < 2:
+            raise ValueError(f"{sec} config: context_length must be at least 2 (start and end tokens); "
+                             f"got {self.context_length}")
+        v = self.mlp_ratio
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
+            raise ValueError(f"{sec} config: mlp_ratio must be a finite positive number; got {v!r}")
+        self.mlp_ratio = float(v)
+        if self.output_dim is not None and (not _is_int(self.output_dim) or self.output_dim <= 0):
+            raise ValueError(f"{sec} config: output_dim must be null or a positive integer; got {self.output_dim!r}")
+        if not isinstance(self.tokenizer, str) or not self.tokenizer:
+            raise ValueError(f"{sec} config: tokenizer must be 'open_clip' or the path of a local Hugging Face "
+                             f"tokenizer folder; got {self.tokenizer!r}")
+        if self.pool_type not in TEXT_POOL_TYPES:
+            raise ValueError(f"{sec} config: pool_type must be one of {TEXT_POOL_TYPES}; got {self.pool_type!r}")
+        if self.eos_id is not None and (not _is_int(self.eos_id) or not 0 <= self.eos_id < self.vocab_size):
+            raise ValueError(f"{sec} config: eos_id must be null or a token id in [0, {self.vocab_size}); "
+                             f"got {self.eos_id!r}")
+        if self.pool_type == "eos" and self.eos_id is None:
+            raise ValueError(f"{sec} config: pool_type 'eos' needs eos_id, the tokenizer's end-of-text token id")
+        if not isinstance(self.quick_gelu, bool):
+            raise ValueError(f"{sec} config: quick_gelu must be true or false; got {self.quick_gelu!r}")
+        if self.width % self.heads:
+            raise ValueError(f"{sec} config: width {self.width} is not divisible by heads {self.heads}")
+        if self.tokenizer == "open_clip" and self.vocab_size < OPEN_CLIP_VOCAB_SIZE:
+            raise ValueError(f"{sec} config: the open_clip tokenizer has {OPEN_CLIP_VOCAB_SIZE} tokens; "
+                             f"vocab_size {self.vocab_size} is too small")
+
+    @property
+    def pooled_width(self) -> int:
+        """Width of the features the trunk returns: ``output_dim`` when set, else ``width``."""
+        return self.output_dim or self.width
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TextTowerConfig:
+        """Read a config dict (the JSON schema), refusing unknown keys."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{_TEXT_SECTION} config must be a JSON object (dict); got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown key(s) in {_TEXT_SECTION} config: {unknown}; expected some of {sorted(known)}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-serialisable form that ``from_dict`` reads back."""
+        return dataclasses.asdict(self)
+
+
 # Each modality's tower config class, by modality name: a modality's section in a model config is
 # read with its class. A new modality is one entry here (register_tower_config) and one in each of
 # the model's module dicts (seisbind.models.towers).
-TOWER_CONFIGS: dict[str, type] = {ModalityType.IMAGE: ImageTowerConfig, ModalityType.WAVEFORM: WaveformTowerConfig}
+TOWER_CONFIGS: dict[str, type] = {ModalityType.IMAGE: ImageTowerConfig, ModalityType.WAVEFORM: WaveformTowerConfig,
+                                   ModalityType.TEXT: TextTowerConfig}
 # The config-dict fixes each modality's section gets before it is read (renamed keys of saved models).
 _LEGACY_KEYS = {ModalityType.WAVEFORM: _legacy_waveform_keys}
 

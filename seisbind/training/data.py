@@ -137,14 +137,16 @@ class PairDataset(Dataset):
     With ``captions_per_geology`` = n > 0 each pair also carries a caption (``text``), one of a pool
     of n captions of its geology made from its labels (``rows`` loaded with ``labels=True``) by
     :func:`seisbind.data.captions.make_captions`; the pool is a function of ``(seed, geology)``
-    only, so n = 1 is one fixed caption per geology and n = 16 sixteen phrasings of it.
+    only, so n = 1 is one fixed caption per geology and n = 16 sixteen phrasings of it. With a
+    ``tokenizer`` the caption comes as its token row (tokenized in the loader's workers).
     """
 
     def __init__(self, rows, seed: int, min_stations: int, max_stations: int,
                  augment: WaveformAugment | None = None, mirror_prob: float = 0.0,
-                 station_drop_prob: float = 1.0, captions_per_geology: int = 0) -> None:
+                 station_drop_prob: float = 1.0, captions_per_geology: int = 0, tokenizer=None) -> None:
         self.rows, self.seed, self.augment = rows, seed, augment
         self.captions_per_geology = int(captions_per_geology)
+        self.tokenizer = tokenizer  # strings -> token rows, run in the loader's workers (off the training process)
         self._caption_pools: dict[int, list[str]] = {}
         self.min_stations, self.max_stations = min_stations, max_stations
         self.mirror_prob = float(mirror_prob)
@@ -187,7 +189,8 @@ class PairDataset(Dataset):
             item[POSITIONS] = torch.from_numpy(np.ascontiguousarray(positions))
         if self.captions_per_geology:
             pool = self.caption_pool(row)
-            item["text"] = pool[int(rng.integers(len(pool)))]
+            caption = pool[int(rng.integers(len(pool)))]
+            item["text"] = self.tokenizer([caption])[0] if self.tokenizer is not None else caption
         return item
 
     def caption_pool(self, row: dict) -> list[str]:
@@ -234,7 +237,8 @@ def collate_pairs(items: Sequence[dict]) -> dict[str, torch.Tensor]:
         "geology_id": torch.tensor([it["geology_id"] for it in items]),
     }
     if all("text" in it for it in items):
-        batch["texts"] = [it["text"] for it in items]
+        texts = [it["text"] for it in items]
+        batch["texts"] = torch.stack(texts) if all(isinstance(t, torch.Tensor) for t in texts) else texts
     if all(POSITIONS in it for it in items):
         positions = torch.zeros(len(items), k)
         for i, it in enumerate(items):

@@ -249,7 +249,8 @@ def train(config: TrainConfig) -> TrainResult:
                               int(round(config.max_time_shift_s * rate)))
     dataset = PairDataset(train_rows, config.seed, config.min_stations, config.max_stations, augment,
                           config.mirror_prob, config.station_drop_prob,
-                          captions_per_geology=config.captions_per_geology if text else 0)
+                          captions_per_geology=config.captions_per_geology if text else 0,
+                          tokenizer=model.preprocessors[ModalityType.TEXT].tokenizer if text else None)
 
     optimizer = build_optimizer(model, config.lr, config.weight_decay, tuple(config.betas), config.eps)
     scheduler = build_scheduler(optimizer, config.warmup_steps, config.max_steps)
