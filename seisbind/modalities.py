@@ -10,6 +10,6 @@ from __future__ import annotations
 class ModalityType:
     IMAGE = "image"  # a 1-channel seismic section, SFM convention
     WAVEFORM = "waveform"  # (stations, channels, time) ground motion, SeisLM convention
-    TEXT = "text"  # reserved: captions are already stored with every pair
+    TEXT = "text"  # captions, bound to images only (ImageBind): text-waveform links are emergent
 
-    ALL = (IMAGE, WAVEFORM)
+    ALL = (IMAGE, WAVEFORM, TEXT)

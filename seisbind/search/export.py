@@ -1,6 +1,7 @@
 """``seisbind export``: embeddings of a stored split for other projects, streamed in batches.
 
-One row per item: ``id``, ``modality`` (``image`` per geology, ``waveform`` per source), ``split``,
+One row per item: ``id``, ``modality`` (``image`` per geology, ``waveform`` per source, and for a
+model with a text tower ``text`` per geology: its stored caption), ``split``,
 ``geology_id``, ``source`` (-1 for images), labels, the dataset path, and ``embedding``. Parquet
 (default) or ``.npy`` plus a metadata Parquet for tools that want plain arrays. Rows go out in
 batches, so memory stays bounded whatever the dataset size; the file appears under its name only
@@ -71,6 +72,12 @@ def iter_embeddings(model, dataset, split: str, data_dir: str, batch_size: int, 
         with torch.no_grad():
             waveforms = encode_records(model, waves, positions, batch_size // 2)
         yield ModalityType.WAVEFORM, wav_ids, wav_meta, waveforms
+        if ModalityType.TEXT in model.modalities and "caption" in rows:
+            # each geology's stored caption (seisbind.data.labels.caption: a phrasing training never draws)
+            text_ids = [i.rsplit("/", 1)[0] + "/caption" for i in img_ids]
+            with torch.no_grad():
+                texts = model.encode_text(list(rows["caption"])).float().numpy()
+            yield ModalityType.TEXT, text_ids, [dict(m) for m in img_meta], texts
 
 
 def export(
@@ -93,15 +100,15 @@ def export(
         raise ValueError(f"--out must end in .parquet or .npy (or give --format), got {out.name}")
     model, info = load_model(model_spec)
     dataset = load_paired(data_dir, split)
-    metadata = schema_metadata(info, "image+waveform", {"data": str(data_dir), "split": split})
+    metadata = schema_metadata(info, "+".join(model.modalities), {"data": str(data_dir), "split": split})
     batches = iter_embeddings(model, dataset, split, str(data_dir), batch_size, progress)
     if fmt == "parquet":
         with EmbeddingWriter(out, export_fields(), ModalityType.IMAGE, metadata) as writer:
             for modality, ids, metas, emb in batches:
                 writer.add(ids, metas, emb, modality=modality)
         return out
-    sources = dataset.features["waveforms"].shape[0]
-    return _export_npy(out, batches, len(dataset) * (1 + sources), int(info["embed_dim"]), metadata)
+    per_geology = 1 + dataset.features["waveforms"].shape[0] + (ModalityType.TEXT in model.modalities)
+    return _export_npy(out, batches, len(dataset) * per_geology, int(info["embed_dim"]), metadata)
 
 
 def _export_npy(out: Path, batches, total_rows: int, dim: int, metadata: dict) -> Path:

@@ -163,27 +163,44 @@ def query(
     allow_other_weights: bool = False,
     starttime: str | None = None,
     endtime: str | None = None,
+    text: str | None = None,
 ):
     """Embed the query, search, and return ``(query array, scores, metadata rows, index)``.
 
-    ``starttime``/``endtime`` (ObsPy ``UTCDateTime`` strings) pick the window of a waveform file."""
+    One of ``waveform`` (a file: finds sections), ``image`` (a .npy section: finds waveforms) or
+    ``text`` (a sentence, with a model that has a text tower: finds whatever the index holds; the
+    "query array" is then the sentence). ``starttime``/``endtime`` (ObsPy ``UTCDateTime``
+    strings) pick the window of a waveform file."""
     import torch
 
     from seisbind.io.encode import load_model
     from seisbind.io.npy import read_npy
     from seisbind.search.faiss_index import EmbeddingIndex
 
-    if (waveform is None) == (image is None):
-        raise ValueError("give exactly one of --waveform FILE or --image FILE")
-    if image is not None and (starttime is not None or endtime is not None):
-        raise ValueError("--starttime/--endtime pick a window of a --waveform file; an --image query has none")
+    if sum(q is not None for q in (waveform, image, text)) != 1:
+        raise ValueError("give exactly one of --waveform FILE, --image FILE or --text SENTENCE")
+    if waveform is None and (starttime is not None or endtime is not None):
+        raise ValueError("--starttime/--endtime pick a window of a --waveform file; this query has none")
+    if text is not None and not text.strip():
+        raise ValueError("--text is empty: give a sentence, e.g. 'layers cut by a reverse fault'")
     index = EmbeddingIndex.load(index_dir)
-    want = ModalityType.IMAGE if waveform else ModalityType.WAVEFORM
-    if index.info.get("modality", ModalityType.IMAGE) != want:
-        raise ValueError(f"{index_dir} indexes {index.info.get('modality')} embeddings; a {'waveform' if waveform else 'image'} query searches {want}s")
+    indexed = index.info.get("modality", ModalityType.IMAGE)
+    if text is not None:
+        if indexed == ModalityType.TEXT:
+            raise ValueError(f"{index_dir} indexes text embeddings; a text query searches sections or waveforms")
+    else:
+        want = ModalityType.IMAGE if waveform else ModalityType.WAVEFORM
+        if indexed != want:
+            raise ValueError(f"{index_dir} indexes {indexed} embeddings; a {'waveform' if waveform else 'image'} query searches {want}s")
     model, info = load_model(model_spec)  # info carries the config and weights hashes, computed once
+    if text is not None and ModalityType.TEXT not in model.modalities:
+        raise ValueError(f"model {model_spec} has no text tower (its modalities: {', '.join(model.modalities)}); "
+                         "a text query needs a model trained with text, e.g. the quickstart's tiny-text")
     with torch.no_grad():
-        if waveform:
+        if text is not None:
+            arr = text
+            emb = model.encode_text([text]).numpy()
+        elif waveform:
             arr = load_query_waveform(waveform, model.sampling_rate, window_seconds, missing, npy_rate, max_upsampling,
                                       starttime, endtime)  # fmt: skip
             emb = model.encode_waveform(torch.from_numpy(arr)[None]).numpy()
@@ -212,7 +229,12 @@ def panel(query_array: np.ndarray, scores, hits, path: str | os.PathLike, wavefo
     k = len(hits)
     fig, axes = plt.subplots(1, k + 1, figsize=(3.2 * (k + 1), 3.6), squeeze=False)
     axes = axes[0]
-    if waveform_query:
+    if isinstance(query_array, str):  # a text query
+        import textwrap
+
+        axes[0].text(0.5, 0.5, textwrap.fill(query_array, 28), ha="center", va="center", fontsize=9, wrap=True)
+        axes[0].set_title("query: text", fontsize=8)
+    elif waveform_query:
         z = query_array[:, 0]
         for s, trace in enumerate(z):
             axes[0].plot(s + 0.45 * trace / (np.abs(trace).max() or 1.0), "k", lw=0.5)
@@ -248,11 +270,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     # benchmarks/RESULTS.md: at 1M vectors efSearch 64 -> 512 takes recall@10 from 0.82 to 0.94 at a third of the speed
     b.add_argument("--ef-search", type=int, default=64, help="HNSW search breadth, stored with the index (more: higher recall, slower)")
     b.add_argument("--nprobe", type=int, default=32, help="IVF lists searched per query, stored with the index")
-    q = sub.add_parser("query", help="find the nearest sections of a waveform (or waveforms of a section)")
+    q = sub.add_parser("query", help="find the nearest sections of a waveform (or waveforms of a section, or either of a sentence)")
     q.add_argument("--index", required=True, help="an index folder written by `seisbind index build`")
     q.add_argument("--model", required=True, help="the model that made the index's embeddings")
     q.add_argument("--waveform", help="a waveform file (miniSEED, SAC, SEG-Y, ...: an allow-list, never a pickle) or a .npy (3, T) / (stations, 3, T)")
     q.add_argument("--image", help="a .npy (H, W) section, to find waveforms")
+    q.add_argument("--text", metavar="SENTENCE",
+                   help="a description, e.g. 'layers cut by a reverse fault, site class D', to find sections or "
+                        "waveforms (a model with a text tower; text was bound to images only)")
     q.add_argument("--k", type=positive_int, default=5, help="how many nearest results to list (default 5)")
     q.add_argument("--window-seconds", type=positive_float, default=30.0,
                    help="query window length, s (default 30): from the file's start, or from --starttime")
@@ -286,7 +311,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
         arr, scores, hits, _ = query(args.index, args.model, args.waveform, args.image, args.k, args.window_seconds,
                                      args.missing, args.npy_sampling_rate, args.max_upsampling,
-                                     args.allow_other_weights, args.starttime, args.endtime)  # fmt: skip
+                                     args.allow_other_weights, args.starttime, args.endtime, args.text)  # fmt: skip
     except InputError as err:
         print(f"seisbind index: error: {err}", file=sys.stderr)
         return 2
@@ -294,5 +319,6 @@ def run(args: argparse.Namespace) -> int:
 
     print(format_table(scores, hits))
     if args.png:
-        print(f"panel: {panel(arr, scores, hits, args.png, args.waveform is not None)}")
+        sections = args.waveform is not None or (args.text is not None and hits and hits[0].get("modality") == "image")
+        print(f"panel: {panel(arr, scores, hits, args.png, sections)}")
     return 0
