@@ -22,6 +22,7 @@ _COMMANDS = {
     "quickstart": ("seisbind.quickstart", "generate, train, evaluate, index and query, on one CPU"),
     "export": ("seisbind.search.export", "export a split's embeddings to Parquet or NumPy"),
     "index": ("seisbind.search.index_cli", "build and query a FAISS index across modalities"),
+    "app": ("seisbind.app.cli", "serve a local page (127.0.0.1) to query an index and look at the answers and the joint space"),
 }
 
 

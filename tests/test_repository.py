@@ -20,7 +20,10 @@ def test_ci_runs_exactly_the_readme_test_command():
     main_job, tests = readme_commands()
     assert "pytest" in tests and "seisbind" in main_job
     ci_lines = [ln for ln in (ROOT / ".ci" / "run").read_text().splitlines() if ln and not ln.startswith(("#", "set ", "cd "))]
-    assert ci_lines == [tests]
+    # besides the README's line, only the install of what the tests need from Debian (the browser)
+    installs = [ln for ln in ci_lines if ln.startswith("if ! command -v chromium")]
+    assert all("apt-get install -y -qq chromium" in ln for ln in installs) and len(installs) <= 1
+    assert [ln for ln in ci_lines if ln not in installs] == [tests]
 
 
 def test_data_config_files_hold_the_code_defaults():
