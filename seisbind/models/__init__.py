@@ -1,10 +1,11 @@
-"""Towers and the joint model: SFM image tower, SeisLM waveform tower, one shared embedding space.
+"""Towers and the joint model: SFM image tower, SeisLM waveform tower, open_clip text tower, one
+shared embedding space.
 
 Build a model by name (``configs/models/<name>.json``)::
 
     from seisbind.models import create_model, list_models
-    model = create_model("tiny")
-    out = model(images=images, waveforms=waveforms)  # normalised embeddings + logit_scale
+    model = create_model("tiny-text")
+    out = model({"image": images, "waveform": waveforms, "text": captions})  # embeddings + logit_scales
 """
 
 from seisbind.models.config import ImageTowerConfig, SeisBindConfig, WaveformTowerConfig

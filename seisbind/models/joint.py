@@ -1,8 +1,11 @@
-"""The joint model: image and waveform towers mapped into one normalised embedding space.
+"""The joint model: one tower per modality (image, waveform, optionally text) mapped into one
+normalised embedding space.
 
 Laid out as ImageBind: four ``nn.ModuleDict``s keyed by :class:`~seisbind.modalities.ModalityType`
-(``preprocessors``, ``trunks``, ``heads``, ``postprocessors``), so a new modality is one entry in
-each. Saved and loaded as Hugging Face does, through huggingface_hub's ``PyTorchModelHubMixin``:
+(``preprocessors``, ``trunks``, ``heads``, ``postprocessors``), filled from the config's modality
+sections through the tower registry (:mod:`seisbind.models.towers`), so a new modality is one
+entry in each; ``forward(inputs)`` loops over what it is given, and each bound pair has its own
+temperature. Saved and loaded as Hugging Face does, through huggingface_hub's ``PyTorchModelHubMixin``:
 ``config.json`` beside ``model.safetensors`` and a model card ``README.md``, in a local folder or a
 Hub repo (``from_pretrained("owner/name")``, ``push_to_hub("owner/name")``).
 """
