@@ -22,6 +22,7 @@ from seisbind.configs import config_path, load_yaml
 from seisbind.overrides import add_set_argument, split_override
 
 DATA_CONFIG = config_path("data", "quake-quickstart.yaml")
+TEXT_QUERY = "layers cut by a fault"
 TRAIN_CONFIG = config_path("quickstart.yaml")
 
 
@@ -56,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
     from seisbind.data.dataset import load_paired
     from seisbind.data.generate import generate
+    from seisbind.data.captions import site_class
     from seisbind.evaluation.cli import record_in_model_card
     from seisbind.evaluation.evaluate import evaluate, markdown_tables, write_json
     from seisbind.search.export import export
@@ -124,6 +126,13 @@ def run(args: argparse.Namespace) -> int:
     for rank, (score, hit) in enumerate(zip(scores, hits), start=1):
         mark = "  <- its own section" if hit["geology_id"] == row["geology_id"] else ""
         print(f"| {rank} | {score:.3f} | geology {hit['geology_id']} | {hit['family']}{mark} |")
+    if "text" in results:  # a text query of the same index: sections found from a sentence
+        _, text_scores, text_hits, _ = query(str(out / "index"), str(model_dir), text=TEXT_QUERY, k=5)
+        print(f'\ntext query "{TEXT_QUERY}" (seisbind index query --text)')
+        print("| rank | score | section | family | fault | site class |\n|---|---|---|---|---|---|")
+        for rank, (score, hit) in enumerate(zip(text_scores, text_hits), start=1):
+            print(f"| {rank} | {score:.3f} | geology {hit['geology_id']} | {hit['family']} | "
+                  f"{'yes' if hit.get('fault_present') else 'no'} | {site_class(hit['vs30'])} |")
     total = time.perf_counter() - start
     best = f"{result.best_metric:.3f} at step {result.best_step}" if result.best_metric is not None else "not measured"
     stages = ", ".join(f"{k} {v:.0f} s" for k, v in results["stage_seconds"].items())

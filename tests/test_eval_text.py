@@ -78,7 +78,7 @@ def test_emergent_zero_shot_reports_every_method_in_one_table():
                           "positives_per_query": 1.0},
         "text_to_waveform": {"recall@1": 0.1, "recall@5": 0.2, "recall@10": 0.3, "median_rank": 5.0, "gallery_size": 24,
                              "positives_per_query": 2.0}}})  # fmt: skip
-    assert "| waveform -> text prompts (emergent) |" in table and "| text -> waveform |" in table
+    assert "| waveform -> text prompts (emergent) |" in table and "| text -> waveform, training phrasings |" in table
 
 
 def test_text_queries_use_held_out_phrasings_and_rank_the_split(tmp_path):

@@ -19,3 +19,7 @@ def test_quickstart_end_to_end_small(tmp_path, capsys):
     assert "| seisbind (trained) |" in printed and "| 1 |" in printed
     rank, gallery = map(int, re.search(r"its own section ranks (\d+) of (\d+)", printed).groups())
     assert gallery == results["geologies"]["test"] and 1 <= rank <= gallery
+    # the quickstart's model has a text tower: text tables, and a text query of the index
+    assert set(results["text"]["zero_shot"]) == {"family", "fault_present", "site_class"}
+    assert "| waveform -> text prompts (emergent) |" in printed and "| text -> image, held-out phrasings |" in printed
+    assert 'text query "layers cut by a fault"' in printed

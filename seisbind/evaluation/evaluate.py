@@ -201,8 +201,11 @@ def evaluate(
     if ModalityType.TEXT in model.modalities:
         from seisbind.evaluation import text
 
-        results["text"] = {"zero_shot": text.emergent_zero_shot(model, after_emb, split),
-                           "retrieval": text.text_retrieval(model, data[split], test, seed)}  # fmt: skip
+        results["text"] = {
+            "zero_shot": text.emergent_zero_shot(model, after_emb, split),
+            "retrieval": text.text_retrieval(model, data[split], test, seed, templates="train"),
+            "retrieval_heldout_phrasings": text.text_retrieval(model, data[split], test, seed, templates="heldout"),
+        }
         lap("text")
     if plots_dir is not None:
         pdir = Path(plots_dir)
