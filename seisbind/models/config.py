@@ -303,13 +303,7 @@ class TextTowerConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TextTowerConfig:
         """Read a config dict (the JSON schema), refusing unknown keys."""
-        if not isinstance(data, Mapping):
-            raise ValueError(f"{_TEXT_SECTION} config must be a JSON object (dict); got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown key(s) in {_TEXT_SECTION} config: {unknown}; expected some of {sorted(known)}")
-        return cls(**data)
+        return _from_dict(cls, dict(data) if isinstance(data, Mapping) else data, _TEXT_SECTION)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-serialisable form that ``from_dict`` reads back."""
