@@ -363,3 +363,13 @@ def test_text_queries_search_sections_with_a_text_model_and_are_refused_without(
     assert len(app.tiles(answer)) == 4 and query_figure(answer, app.sampling_rate, app.station_spacing_m) is not None
     with pytest.raises(ValueError, match="type a sentence first"):
         app.query_text("  ")
+
+
+def test_without_the_app_extra_the_command_says_what_to_install(monkeypatch, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gradio" else real(name, *a))
+    assert main(["app", "--model", "m", "--index", "i"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == 'seisbind app: error: the app needs gradio: pip install "seisbind[app]" (or -e ".[cpu,app]" in a clone)'

@@ -52,6 +52,12 @@ def run(args: argparse.Namespace) -> int:
     from seisbind.app.backend import AppBackend
     from seisbind.app.page import HOST, build_page, check_port, serve
 
+    import importlib.util
+
+    missing = [m for m in ("gradio", "plotly") if importlib.util.find_spec(m) is None]
+    if missing:  # before loading anything: the page's packages are an extra
+        raise ImportError(f"the app needs {' and '.join(missing)}: pip install \"seisbind[app]\" "
+                          "(or -e \".[cpu,app]\" in a clone)")
     check_port(args.port)  # before minutes of loading, not after
     backend = AppBackend(args.model, args.index, data=args.data, embeddings=args.embeddings, k=args.k,
                          window_seconds=args.window_seconds, missing=args.missing)  # fmt: skip
