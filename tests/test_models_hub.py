@@ -193,11 +193,18 @@ def test_the_commands_take_a_repo_id_as_model(tiny, tmp_path, monkeypatch):
     """--model owner/name in embed/export/index goes through load_model to the Hub (cache)."""
     from seisbind.io.encode import load_model
 
+    import huggingface_hub.constants
+
     folder = tiny.save_pretrained(tmp_path / "snapshot")
-    monkeypatch.setattr(joint, "snapshot_download", lambda repo_id, **kwargs: str(folder))
+    calls = []
+    monkeypatch.setattr(joint, "snapshot_download", lambda repo_id, **kwargs: calls.append(kwargs) or str(folder))
+    # even with the Hub online, a command reads the cache only: a mistyped runs/model must not download
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     model, info = load_model(REPO)
     assert info["weights"] == "pretrained" and info["weights_sha256"] == weights_sha256(tiny)
     assert not model.training
+    assert [c["local_files_only"] for c in calls] == [True]
 
 
 def test_an_uncached_repo_id_offline_fails_in_one_line(tmp_path):

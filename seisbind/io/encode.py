@@ -56,7 +56,7 @@ def file_sha256(path: Path) -> str:
 
 def load_model(spec: str | os.PathLike, device: str = "cpu"):
     """``(model in eval mode, info dict)`` from a save_pretrained folder, a Hub repo id (read from
-    the Hugging Face cache when offline) or an architecture name (random weights)."""
+    the Hugging Face cache only: nothing is downloaded) or an architecture name (random weights)."""
     from seisbind.models.factory import list_models
     from seisbind.models.joint import SeisBindModel, is_hub_repo_id
 
@@ -69,8 +69,12 @@ def load_model(spec: str | os.PathLike, device: str = "cpu"):
 
         names = list_models()
         if str(spec) not in names and not (path.suffix == ".json" and path.is_file()):
-            if is_hub_repo_id(str(spec)) and not path.exists():  # owner/name: a Hub repo (HF cache offline)
-                return _loaded(SeisBindModel.from_pretrained(str(spec), map_location=device), spec, "pretrained")
+            if is_hub_repo_id(str(spec)) and not path.exists():
+                # owner/name: a Hub repo, read from the Hugging Face cache only. The commands never
+                # download (a mistyped relative path looks like a repo id too); fetch it once with
+                # `huggingface-cli download owner/name` or SeisBindModel.from_pretrained online.
+                model = SeisBindModel.from_pretrained(str(spec), map_location=device, local_files_only=True)
+                return _loaded(model, spec, "pretrained")
             require_folder(path, "a model folder written by save_pretrained (config.json + model.safetensors), "
                                  f"a Hub repo id (owner/name) or an architecture name ({', '.join(names)})")
         model = create_model(str(spec)).to(device)
