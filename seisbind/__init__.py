@@ -3,7 +3,7 @@
     import seisbind
     model = seisbind.create_model("tiny")          # or seisbind.SeisBindModel.from_pretrained(DIR)
     seisbind.list_models()
-    embeddings, table = seisbind.embed_stream(model, obspy.read("event.mseed"), inventory=inventory)
+    embeddings, table = seisbind.embed_stream(model, obspy.read("event.mseed", format="MSEED"), inventory=inventory)
     embeddings, table = seisbind.embed_sections(model, "survey.sgy")
 """
 

@@ -2,7 +2,7 @@
 
     import obspy, seisbind
     model = seisbind.SeisBindModel.from_pretrained("runs/quickstart/train/best-model")
-    emb, table = seisbind.embed_stream(model, obspy.read("event.mseed"), inventory=obspy.read_inventory("sta.xml"))
+    emb, table = seisbind.embed_stream(model, obspy.read("event.mseed", format="MSEED"), inventory=obspy.read_inventory("sta.xml"))
     emb, table = seisbind.embed_sections(model, "survey.sgy")
 
 As SeisBench's ``annotate``/``classify`` take a Stream, :func:`embed_stream` takes an ObsPy
@@ -121,9 +121,9 @@ def embed_stream(
             table = table.drop(columns=key)  # the inventory has none (or there is no inventory)
         elif group == "station":
             table[key] = table[key].map(lambda v: v[0])
-    for key in ("starttime", "endtime"):
-        import pandas as pd
+    import pandas as pd
 
+    for key in ("starttime", "endtime"):
         table[key] = pd.to_datetime(table[key], unit="ns", utc=True)
     table.attrs["notes"] = list(prepared.notes)
     return emb, table
