@@ -24,6 +24,8 @@ def setup(tmp_path_factory):
     create_model("tiny").save_pretrained(root / "no-text")
     assert main(["export", "--model", str(root / "model"), "--data", str(root / "data"), "--split", "train",
                  "--out", str(root / "train.parquet"), "--no-progress"]) == 0  # fmt: skip
+    # built here, not in a test: under xdist the tests of this module may run on different workers
+    assert main(["index", "build", "--embeddings", str(root / "train.parquet"), "--out", str(root / "ix")]) == 0
     return root
 
 
@@ -47,7 +49,6 @@ def test_a_text_query_ranks_sections_by_the_text_image_similarity(setup, capsys)
     from seisbind.models import SeisBindModel
     from seisbind.search.index_cli import query
 
-    assert main(["index", "build", "--embeddings", str(setup / "train.parquet"), "--out", str(setup / "ix")]) == 0
     sentence = "layers cut by a reverse fault, site class D"
     text, scores, hits, _ = query(str(setup / "ix"), str(setup / "model"), text=sentence, k=8)
     assert text == sentence and len(hits) == 8 and all(h["modality"] == "image" for h in hits)
