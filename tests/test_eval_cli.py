@@ -57,8 +57,11 @@ def test_eval_cli_writes_json_tables_and_plots(tmp_path):
     assert set(results["retrieval"]) == expected
     assert results["gather_cnn"]["steps"] == 2 and results["gather_cnn"]["budget"]["steps"] == 2
     stages = results["stage_seconds"]
-    assert list(stages) == ["embed splits", "CCA baseline", "spectrogram baseline", "gather CNN", "zero-shot and probes",
-                            "plots"]
+    # one torch thread (the test's OMP_NUM_THREADS) on a machine with more cores: the gather CNN
+    # trains in its own process beside the other stages, and the last wait for it is timed
+    assert list(stages) == ["embed splits", "CCA baseline", "spectrogram baseline", "zero-shot and probes",
+                            "gather CNN (waiting for its process)", "plots"]
+    assert results["gather_cnn"]["concurrent"] is True
     assert all(v >= 0 for v in stages.values()) and sum(stages.values()) <= results["seconds"]
     for r in results["retrieval"].values():
         w2i, i2w = r["waveform_to_image"], r["image_to_waveform"]

@@ -170,3 +170,23 @@ def test_evaluate_budget_choice():
     assert gather_cnn_budget(0, 300) is None and gather_cnn_budget(None, 0) is None  # 0 skips it
     with pytest.raises(ValueError):
         gather_cnn_budget(-1, 300)
+
+
+def test_the_out_of_process_fit_equals_the_in_process_one(tmp_path):
+    """evaluate() trains the gather CNN in a spawned process when a core is spare: same data,
+    seed and budget there, so a step budget gives the same similarities as training here."""
+    from seisbind.data.dataset import load_paired
+    from seisbind.data.generate import generate
+    from seisbind.evaluation.gather_cnn import start_in_process
+    from test_data_generate import TINY_QUAKE
+
+    generate(tmp_path, "quake", 8, config=TINY_QUAKE, progress=False)
+    pending, pool = start_in_process(tmp_path, "test", {"steps": 3}, 4, None, 1)
+    try:
+        sim, info = pending.get(timeout=300)
+    finally:
+        pool.terminate()
+    here = GatherCNNBaseline(steps=3, seed=4)
+    here.fit(load_paired(tmp_path, "train"))
+    np.testing.assert_array_equal(sim, here.similarity(load_paired(tmp_path, "test")))
+    assert info["steps"] == 3 and info["threads"] == 1

@@ -97,6 +97,25 @@ def test_regression_probes_r2():
     assert linear_probe_regression(x[:250], noise[:250], x[250:300], noise[250:300], x[300:], noise[300:])["r2"] < 0.1
 
 
+@pytest.mark.parametrize("shape", [(120, 10), (40, 90)])  # more samples than features, and fewer
+def test_ridge_search_matches_scikit_learn_ridge(shape):
+    """The one-SVD validation score equals refitting scikit-learn's Ridge at each weight decay."""
+    from sklearn.linear_model import Ridge
+    from sklearn.metrics import r2_score
+
+    from seisbind.evaluation.probes import WEIGHT_DECAYS, ridge_validation_r2
+
+    rng = np.random.default_rng(5)
+    n, d = shape
+    x, xva = rng.normal(size=(n, d)) + 3.0, rng.normal(size=(30, d)) + 3.0  # off-centre: the intercept matters
+    w = rng.normal(size=d)
+    y, yva = x @ w + rng.normal(size=n) + 7.0, xva @ w + rng.normal(size=30) + 7.0
+    score = ridge_validation_r2(x, y, xva, yva)
+    for wd in WEIGHT_DECAYS[::12]:
+        expected = r2_score(yva, Ridge(alpha=wd * n, solver="svd").fit(x, y).predict(xva))
+        assert score(wd) == pytest.approx(expected, abs=1e-8)
+
+
 @pytest.mark.parametrize("target", [1e-6, 1e-3, 3.1622776601683795e-2, 100.0])
 def test_coarse_to_fine_finds_the_grid_optimum_in_15_fits(target):
     calls = []

@@ -16,7 +16,6 @@ import numpy as np
 import torch
 
 
-
 def decode_batch(batch: dict) -> dict:
     """HF ``set_transform`` hook: images to float32 (1, H, W) in their stored units (the image
     tower's preprocessor scales them as its config says), waveforms back to float32 m/s."""
@@ -76,3 +75,40 @@ def load_paired(path: str | os.PathLike, split: str | None = None, decode: bool 
         for ds in dd.values():
             ds.set_transform(decode_batch)
     return dd[split] if split else dd
+
+
+class StoredRows:
+    """Fast batched row access to a split: images, records in m/s and extra columns, as NumPy.
+
+    Takes a ``datasets.Dataset`` as :func:`load_paired` returns it (decoded or not), or one built in
+    memory with columns ``image``, ``waveforms`` (sources, stations, channels, time) and optionally
+    ``waveform_scale`` (sources, stations), the per-trace scale of the stored waveforms. It reads
+    through ``datasets``' NumPy format: the decoded view's transform receives every array as nested
+    Python lists (``datasets``' custom formats always go through its Python extractor), which costs
+    more than a training step of the tiny towers. ``extra`` names further columns to return.
+    """
+
+    def __init__(self, dataset, extra: tuple[str, ...] = ()) -> None:
+        cols = [c for c in ("image", "waveforms", "waveform_scale", *extra) if c in dataset.column_names]
+        if "image" not in cols or "waveforms" not in cols:
+            raise ValueError(f"a paired split needs columns image and waveforms; got {dataset.column_names}")
+        self.rows = dataset.select_columns(cols).with_format("numpy")
+        self.scaled = "waveform_scale" in cols
+        self.extra = tuple(c for c in extra if c in cols)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def get(self, index) -> tuple[np.ndarray, np.ndarray]:
+        """Images (B, H, W) and records (B, sources, stations, channels, time) float32 of rows ``index``."""
+        images, waves, _ = self.get_with_extra(index)
+        return images, waves
+
+    def get_with_extra(self, index) -> tuple[np.ndarray, np.ndarray, dict]:
+        """As :meth:`get`, plus the ``extra`` columns of those rows (name -> array or list)."""
+        batch = self.rows[index]
+        images = np.asarray(batch["image"], np.float32)
+        waves = np.asarray(batch["waveforms"], np.float32)
+        if self.scaled:
+            waves = waves * np.asarray(batch["waveform_scale"], np.float32)[..., None, None]
+        return images, waves, {c: batch[c] for c in self.extra}

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from sklearn.cross_decomposition import CCA
 from sklearn.decomposition import PCA
 
+from seisbind.data.dataset import StoredRows
 from seisbind.evaluation.embed import iterate_items
 from seisbind.evaluation.zeroshot import l2_normalize
 
@@ -97,12 +98,14 @@ class SpectrogramBaseline:
         params = [*self.sections.parameters(), *self.spectra.parameters()]
         opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=0.0)
         rng = np.random.default_rng(self.seed)
+        rows = StoredRows(train)
         losses = []
         for step in range(self.steps):
-            idx = rng.choice(len(train), size=min(self.batch_size, len(train)), replace=False)
-            rows = train[[int(i) for i in idx]]
-            images = torch.stack(rows["image"])
-            waves = torch.stack([w[rng.integers(w.shape[0])] for w in rows["waveforms"]])  # a random source each
+            idx = rng.choice(len(rows), size=min(self.batch_size, len(rows)), replace=False)
+            stored_images, stored_waves = rows.get([int(i) for i in idx])
+            images = torch.from_numpy(stored_images)[:, None]
+            sources = [int(rng.integers(w.shape[0])) for w in stored_waves]  # a random source each
+            waves = torch.from_numpy(np.stack([w[s] for w, s in zip(stored_waves, sources)]))
             a = self.sections.encode_image(images)
             b = self.spectra.encode_image(self._spectra(waves))
             loss = loss_fn(a, b, self.sections.logit_scale())

@@ -31,10 +31,15 @@ class SplitEmbeddings:
 
 
 def iterate_items(dataset, batch_size: int):
-    """Rows of a decoded split in batches: (images (B,1,H,W), waveforms list of (S,K,C,T), rows)."""
-    for start in range(0, len(dataset), batch_size):
-        rows = dataset[start : start + batch_size]
-        yield torch.stack(rows["image"]), rows["waveforms"], rows
+    """Rows of a split in batches: (images (B,1,H,W), waveforms list of (S,K,C,T) in m/s, rows),
+    ``rows`` holding the batch's ``station_x_m`` when the split has it. Read through
+    :class:`~seisbind.data.dataset.StoredRows`, not the decoded view's per-row Python lists."""
+    from seisbind.data.dataset import StoredRows
+
+    stored = StoredRows(dataset, extra=("station_x_m",))
+    for start in range(0, len(stored), batch_size):
+        images, waves, rows = stored.get_with_extra(list(range(start, min(start + batch_size, len(stored)))))
+        yield torch.from_numpy(images)[:, None], list(torch.from_numpy(waves)), rows
 
 
 def item_positions(rows, sources_per_row: list[int]) -> torch.Tensor | None:

@@ -141,6 +141,62 @@ def evaluate(
             raise ValueError(f"split {s!r} of {data_dir} has {len(ds)} geologies; evaluation needs at least 2 in each split")
     stages: dict[str, float] = {}  # wall time of each stage, so a slow evaluation says where it went
     clock = time.perf_counter()
+    # With a core to spare, the gather CNN trains in its own process while the rest runs here:
+    # its loop keeps `threads` cores, as the model's loop had (beside its data worker).
+    cnn_threads = torch.get_num_threads()
+    spare = available_cores() - cnn_threads
+    concurrent = gather_budget is not None and spare >= 1
+    pending = pool = None
+    if concurrent:
+        from seisbind.evaluation.gather_cnn import start_in_process
+
+        pending, pool = start_in_process(data_dir, split, gather_budget, seed, model.config.image, cnn_threads)
+    try:
+        with limited_threads(spare if concurrent else None):
+            results = _evaluate_here(model, before, data, split, stages, clock, baseline_steps=baseline_steps,
+                                     gather_budget=gather_budget, pending=pending, seed=seed, plots_dir=plots_dir,
+                                     progress=progress, batch_size=batch_size)  # fmt: skip
+        results = {"model": str(model_dir), "data": str(data_dir), **results}
+    finally:
+        if pool is not None:
+            pool.terminate()
+    results["seconds"] = time.perf_counter() - start
+    results["stage_seconds"] = stages
+    return results
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no affinity mask
+        return os.cpu_count() or 1
+
+
+class limited_threads:
+    """Within the block, torch and the BLAS/OpenMP pools use at most ``n`` threads (None: no change)."""
+
+    def __init__(self, n: int | None) -> None:
+        self.n, self.torch_threads, self.pools = n, None, None
+
+    def __enter__(self):
+        if self.n is not None:
+            from threadpoolctl import threadpool_limits
+
+            self.torch_threads = torch.get_num_threads()
+            torch.set_num_threads(self.n)
+            self.pools = threadpool_limits(self.n)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.n is not None:
+            torch.set_num_threads(self.torch_threads)
+            self.pools.restore_original_limits()
+
+
+def _evaluate_here(model, before, data, split, stages, clock, *, baseline_steps, gather_budget, pending, seed,
+                   plots_dir, progress, batch_size) -> dict:
+    """The body of :func:`evaluate`; ``pending`` is the gather CNN running in another process, or None."""
 
     def lap(name: str) -> None:
         nonlocal clock
@@ -171,17 +227,13 @@ def evaluate(
         retrieval["spectrogram image tower"] = retrieval_both_ways(spectro_sim, positives)
         lap("spectrogram baseline")
     gather_sim, gather_info = None, None
-    if gather_budget is not None:
+    if gather_budget is not None and pending is None:
         gather = GatherCNNBaseline(**gather_budget, seed=seed, image_config=model.config.image)
         gather.fit(data["train"])
-        gather_sim = gather.similarity(data[split])
-        retrieval[GATHER_CNN] = retrieval_both_ways(gather_sim, positives)
-        gather_info = gather.fit_info
+        gather_sim, gather_info = gather.similarity(data[split]), gather.fit_info
         lap("gather CNN")
 
     results = {
-        "model": str(model_dir),
-        "data": str(data_dir),
         "split": split,
         "geologies": {s: len(ds) for s, ds in data.items()},
         "waveforms_per_geology": int(len(test.waveform) // max(1, len(test.image))),
@@ -195,7 +247,6 @@ def evaluate(
             "both towers concatenated, trained": run_probes(after_emb, "concat", split),
         },
         "baseline_steps": baseline_steps,
-        "gather_cnn": gather_info,  # budget, steps done, seconds, pairs/s; None when skipped
     }
     lap("zero-shot and probes")
     if ModalityType.TEXT in model.modalities:
@@ -207,6 +258,13 @@ def evaluate(
             "retrieval_heldout_phrasings": text.text_retrieval(model, data[split], test, seed, templates="heldout"),
         }
         lap("text")
+    if pending is not None:
+        gather_sim, gather_info = pending.get()
+        gather_info["concurrent"] = True  # trained in its own process beside the stages above
+        lap("gather CNN (waiting for its process)")
+    if gather_sim is not None:
+        retrieval[GATHER_CNN] = retrieval_both_ways(gather_sim, positives)
+    results["gather_cnn"] = gather_info  # budget, steps done, seconds, pairs/s; None when skipped
     if plots_dir is not None:
         pdir = Path(plots_dir)
         pdir.mkdir(parents=True, exist_ok=True)
@@ -223,8 +281,6 @@ def evaluate(
             str(plots.joint_space_map(test.image, test.waveform, test.image_labels["family"], test.waveform_labels["family"], pdir / "joint_space_tsne.png", seed)),
         ]  # fmt: skip
         lap("plots")
-    results["seconds"] = time.perf_counter() - start
-    results["stage_seconds"] = stages
     return results
 
 

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seisbind.data.dataset import StoredRows, load_paired
 from seisbind.models.preprocess import normalize_images
 
 COMPRESSION_EPS = 1e-2  # eps of the log compression, as a fraction of the record's peak
@@ -133,35 +134,6 @@ def parameter_count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-class _Rows:
-    """Row access to a split as stored: images (H, W) and records in m/s, as NumPy, fast.
-
-    Takes a ``datasets.Dataset`` (as ``load_paired`` returns it, decoded or not, or one built in
-    memory with columns ``image``, ``waveforms`` (sources, stations, channels, time) and optionally
-    ``waveform_scale`` (sources, stations), the per-trace scale of the stored waveforms). Reading
-    through NumPy skips ``load_paired``'s per-row Python-list decoding, which costs more than a
-    training step here."""
-
-    def __init__(self, dataset) -> None:
-        cols = [c for c in ("image", "waveforms", "waveform_scale") if c in dataset.column_names]
-        if "image" not in cols or "waveforms" not in cols:
-            raise ValueError(f"the gather CNN needs columns image and waveforms; got {dataset.column_names}")
-        self.rows = dataset.select_columns(cols).with_format("numpy")
-        self.scaled = "waveform_scale" in cols
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def get(self, index) -> tuple[np.ndarray, np.ndarray]:
-        """Images (B, H, W) and records (B, sources, stations, channels, time) float32 of rows ``index``."""
-        batch = self.rows[index]
-        images = np.asarray(batch["image"], np.float32)
-        waves = np.asarray(batch["waveforms"], np.float32)
-        if self.scaled:
-            waves = waves * np.asarray(batch["waveform_scale"], np.float32)[..., None, None]
-        return images, waves
-
-
 class GatherCNNBaseline:
     """Sections vs multi-station records, two small CNNs trained with open_clip's ClipLoss.
 
@@ -210,11 +182,11 @@ class GatherCNNBaseline:
         return {"steps": self.steps, "max_seconds": self.max_seconds}
 
     def fit(self, train) -> list[float]:
-        """Train on ``train`` (a split: see :class:`_Rows`) within the budget; returns the step losses."""
+        """Train on ``train`` (a split: see :class:`seisbind.data.dataset.StoredRows`) within the budget; returns the step losses."""
         from seisbind.models.losses import build_loss
 
         start = time.perf_counter()
-        rows = _Rows(train)
+        rows = StoredRows(train)
         if len(rows) < 2:
             raise ValueError(f"the gather CNN needs at least 2 train geologies; got {len(rows)}")
         _, first = rows.get([0])
@@ -270,7 +242,7 @@ class GatherCNNBaseline:
             raise RuntimeError("fit the gather CNN before embedding")
         self.waveform_cnn.eval()
         self.image_cnn.eval()
-        rows = _Rows(dataset)
+        rows = StoredRows(dataset)
         img, wav = [], []
         for s in range(0, len(rows), batch_size):
             images, waves = rows.get(list(range(s, min(s + batch_size, len(rows)))))
@@ -285,3 +257,33 @@ class GatherCNNBaseline:
         ``SplitEmbeddings`` order, so ``retrieval_both_ways(sim, positives)`` applies."""
         img, wav = self.embed(test, batch_size)
         return wav @ img.T
+
+
+def fit_and_score(data_dir: str, split: str, budget: dict, seed: int, image_config, threads: int) -> tuple[np.ndarray, dict]:
+    """Fit the gather CNN on ``data_dir``'s train split and score ``split``: ``(similarity, fit_info)``.
+
+    The body of :func:`start_in_process`'s child: it reads the data from disk itself, so nothing
+    but paths, numbers and the image config crosses the process boundary.
+    """
+    torch.set_num_threads(threads)
+    baseline = GatherCNNBaseline(**budget, seed=seed, image_config=image_config)
+    baseline.fit(load_paired(data_dir, "train"))
+    return baseline.similarity(load_paired(data_dir, split)), baseline.fit_info
+
+
+def start_in_process(data_dir, split: str, budget: dict, seed: int, image_config, threads: int):
+    """Start :func:`fit_and_score` in a fresh process; returns ``(pending result, pool)``: call
+    ``.get()`` on the first, and ``terminate()`` the second when done or on error.
+
+    The gather CNN's budget is wall time, and its loop takes ``threads`` cores as the main
+    model's training loop did (that run's data worker took another). Run in its own process, it
+    leaves the caller free to fit the other baselines and probes on the remaining cores
+    meanwhile, as the main model's data worker ran beside its loop; in one process the two would
+    share the interpreter lock. The child is spawned, not forked: a forked child of a process
+    that has run torch can deadlock in its thread pools.
+    """
+    import multiprocessing
+
+    pool = multiprocessing.get_context("spawn").Pool(1)
+    pending = pool.apply_async(fit_and_score, (str(data_dir), split, budget, seed, image_config, threads))
+    return pending, pool

@@ -27,6 +27,7 @@ from seisbind.evaluation.metrics import classification_report
 WEIGHT_DECAYS = np.logspace(-6, 2, 97)
 COARSE = np.arange(0, 97, 16)  # the 7 values logspace(-6, 2, 7), one decade and a third apart
 SPANS = (8, 4, 2, 1)
+SEARCH_MAX_ITER = 100
 
 
 def coarse_to_fine(score) -> tuple[float, float]:
@@ -61,7 +62,7 @@ def linear_probe_classification(xtr, ytr, xva, yva, xte, yte) -> dict:
     # One warm-started estimator walks the grid: each fit starts from its neighbour's solution, so
     # the weakly regularised end (nearly separable data) does not restart L-BFGS from zero.
     # The search needs the ranking of 15 weight decays, not converged weights: 100 L-BFGS steps each.
-    probe = LogisticRegression(max_iter=100, tol=1e-3, warm_start=True)
+    probe = LogisticRegression(max_iter=SEARCH_MAX_ITER, tol=1e-3, warm_start=True)
 
     def val_acc(wd: float) -> float:
         probe.set_params(C=1.0 / (wd * len(xtr)))
@@ -79,17 +80,37 @@ def linear_probe_classification(xtr, ytr, xva, yva, xte, yte) -> dict:
     return {**classification_report(yte, pred), "weight_decay": wd, "validation_acc1": val}
 
 
+def ridge_validation_r2(xtr, ytr, xva, yva):
+    """``score(weight_decay)``: validation R^2 of ridge regression fitted on train, for any decay.
+
+    One SVD of the centred train features serves every value of the search: the ridge solution is
+    ``V diag(s / (s^2 + alpha)) U^T y``. scikit-learn's ``Ridge`` refactorises per ``alpha``, and
+    ``RidgeCV`` scores leave-one-out, not a validation split, so the search is written here; the
+    final refit is scikit-learn's.
+    """
+    mean_x, mean_y = xtr.mean(0), ytr.mean()
+    u, s, vt = np.linalg.svd(xtr - mean_x, full_matrices=False)
+    proj_va = (xva - mean_x) @ vt.T  # validation features in the right-singular basis
+    uty = u.T @ (ytr - mean_y)
+
+    def score(wd: float) -> float:
+        alpha = wd * len(xtr)
+        return float(r2_score(yva, proj_va @ (s / (s**2 + alpha) * uty) + mean_y))
+
+    return score
+
+
 def linear_probe_regression(xtr, ytr, xva, yva, xte, yte) -> dict:
     """Ridge regression chosen on validation R^2, refit on train + validation, R^2 on test."""
     xtr, xva, xte = _scaled(xtr, xva, xte)
+    ytr, yva, yte = (np.asarray(y, np.float64) for y in (ytr, yva, yte))
+    wd, val = coarse_to_fine(ridge_validation_r2(xtr, ytr, xva, yva))
+    xall, yall = np.concatenate([xtr, xva]), np.concatenate([ytr, yva])
     with warnings.catch_warnings():
         # With more features than samples the weakly regularised end is ill-conditioned by nature
         # (scikit-learn then falls back to least squares and says so); the grid's other end is fine.
-        # The default Cholesky solver: solver="svd" redoes one SVD per grid value, minutes per probe.
         warnings.simplefilter("ignore", LinAlgWarning)
         warnings.filterwarnings("ignore", message="Singular matrix in solving dual problem")
-        wd, val = coarse_to_fine(lambda wd: float(r2_score(yva, Ridge(alpha=wd * len(xtr)).fit(xtr, ytr).predict(xva))))
-        xall, yall = np.concatenate([xtr, xva]), np.concatenate([ytr, yva])
         pred = Ridge(alpha=wd * len(xall)).fit(xall, yall).predict(xte)
     return {"r2": float(r2_score(yte, pred)), "weight_decay": wd, "validation_r2": val}
 
