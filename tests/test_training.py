@@ -108,6 +108,30 @@ def test_weight_decay_spares_norms_biases_and_the_logit_scale():
     assert sum(len(g["params"]) for g in locked) < sum(len(g["params"]) for g in (decay, exempt))
 
 
+def test_the_optimiser_is_fused_adamw_with_the_same_update_as_the_default():
+    from seisbind.training.optim import build_optimizer
+
+    torch.manual_seed(0)
+    model = seisbind.models.create_model("tiny")
+    opt = build_optimizer(model, 1e-3, 0.1, (0.9, 0.98), 1e-6)
+    assert opt.defaults["fused"] is True  # torch has a CPU kernel: one pass over every tensor
+    reference = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-3, betas=(0.9, 0.98), eps=1e-6)
+    params = [p for g in opt.param_groups for p in g["params"]]
+    start = [p.detach().clone() for p in params]
+    grads = [torch.randn_like(p) for p in params]
+    after = []
+    for optimiser in (opt, reference):
+        with torch.no_grad():
+            for p, s0, g in zip(params, start, grads, strict=True):
+                p.copy_(s0)
+                p.grad = g.clone()
+        optimiser.step()
+        after.append([p.detach().clone() for p in params])
+    for fused, default, s0 in zip(*after, start, strict=True):
+        torch.testing.assert_close(fused, default, rtol=1e-5, atol=1e-7)
+    assert any(not torch.equal(a, s0) for a, s0 in zip(after[0], start))  # the step moved the weights
+
+
 # --- data -------------------------------------------------------------------------------------
 
 
