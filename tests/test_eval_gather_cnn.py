@@ -181,12 +181,23 @@ def test_the_out_of_process_fit_equals_the_in_process_one(tmp_path):
     from test_data_generate import TINY_QUAKE
 
     generate(tmp_path, "quake", 8, config=TINY_QUAKE, progress=False)
-    pending, pool = start_in_process(tmp_path, "test", {"steps": 3}, 4, None, 1)
+    pending = start_in_process(tmp_path, "test", {"steps": 3}, 4, None, 1)
     try:
         sim, info = pending.get(timeout=300)
     finally:
-        pool.terminate()
+        pending.stop()
     here = GatherCNNBaseline(steps=3, seed=4)
     here.fit(load_paired(tmp_path, "train"))
     np.testing.assert_array_equal(sim, here.similarity(load_paired(tmp_path, "test")))
     assert info["steps"] == 3 and info["threads"] == 1
+
+
+def test_a_failed_out_of_process_fit_says_why(tmp_path):
+    from seisbind.evaluation.gather_cnn import start_in_process
+
+    pending = start_in_process(tmp_path / "missing", "test", {"steps": 3}, 0, None, 1)
+    try:
+        with pytest.raises(RuntimeError, match="gather CNN failed in its process"):
+            pending.get(timeout=300)
+    finally:
+        pending.stop()

@@ -119,7 +119,10 @@ def evaluate(
     ``baseline_steps`` trains the spectrogram baseline (0 skips it). The gather CNN trains for
     ``gather_cnn_seconds`` of wall time if given (pass the main model's training time, for a
     comparison at equal compute), else for ``gather_cnn_steps``; 0 skips it. Its budget and what
-    it spent are under ``results["gather_cnn"]``.
+    it spent are under ``results["gather_cnn"]``. When this process has a core to spare (fewer
+    torch threads than cores, as after a one-thread training run), the gather CNN trains in a
+    spawned process with this process's thread count while the other stages run here on the
+    spare cores; otherwise it trains here after them.
     """
     from seisbind.models.joint import SeisBindModel
 
@@ -146,11 +149,11 @@ def evaluate(
     cnn_threads = torch.get_num_threads()
     spare = available_cores() - cnn_threads
     concurrent = gather_budget is not None and spare >= 1
-    pending = pool = None
+    pending = None
     if concurrent:
         from seisbind.evaluation.gather_cnn import start_in_process
 
-        pending, pool = start_in_process(data_dir, split, gather_budget, seed, model.config.image, cnn_threads)
+        pending = start_in_process(data_dir, split, gather_budget, seed, model.config.image, cnn_threads)
     try:
         with limited_threads(spare if concurrent else None):
             results = _evaluate_here(model, before, data, split, stages, clock, baseline_steps=baseline_steps,
@@ -158,8 +161,8 @@ def evaluate(
                                      progress=progress, batch_size=batch_size)  # fmt: skip
         results = {"model": str(model_dir), "data": str(data_dir), **results}
     finally:
-        if pool is not None:
-            pool.terminate()
+        if pending is not None:
+            pending.stop()  # a no-op once it has answered; on an error here, stops the fit
     results["seconds"] = time.perf_counter() - start
     results["stage_seconds"] = stages
     return results

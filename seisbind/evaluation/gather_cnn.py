@@ -139,7 +139,8 @@ class GatherCNNBaseline:
 
     ``steps`` and ``max_seconds`` are the training budget: ``fit`` stops at whichever comes first
     (``steps`` alone, the default 300 if neither is given, makes the run deterministic for a seed;
-    a wall-time budget is checked after each step, so it overruns by at most one step). The
+    a wall-time budget counts from the first step, after the towers are built, and is checked
+    after each step, so it overruns by at most one step). The
     learning rate warms up linearly over ``warmup_steps`` and stays constant after (a wall-time
     budget has no known end for a decay). The towers are built on the first ``fit`` (channel count
     from the data), on ``device`` (the CPU by default; give the main model's device for a
@@ -185,7 +186,6 @@ class GatherCNNBaseline:
         """Train on ``train`` (a split: see :class:`seisbind.data.dataset.StoredRows`) within the budget; returns the step losses."""
         from seisbind.models.losses import build_loss
 
-        start = time.perf_counter()
         rows = StoredRows(train)
         if len(rows) < 2:
             raise ValueError(f"the gather CNN needs at least 2 train geologies; got {len(rows)}")
@@ -202,6 +202,9 @@ class GatherCNNBaseline:
         self.waveform_cnn.train()
         self.image_cnn.train()
         losses, step, train_seconds = [], 0, 0.0
+        # The budget's clock starts here: the imports and the building above (seconds in a freshly
+        # spawned process, open_clip's import most of them) are not training.
+        start = time.perf_counter()
         while True:
             t = time.perf_counter()
             idx = np.sort(rng.choice(len(rows), size=batch, replace=False))
@@ -271,19 +274,62 @@ def fit_and_score(data_dir: str, split: str, budget: dict, seed: int, image_conf
     return baseline.similarity(load_paired(data_dir, split)), baseline.fit_info
 
 
-def start_in_process(data_dir, split: str, budget: dict, seed: int, image_config, threads: int):
-    """Start :func:`fit_and_score` in a fresh process; returns ``(pending result, pool)``: call
-    ``.get()`` on the first, and ``terminate()`` the second when done or on error.
+def _child(conn, *args) -> None:
+    """Run :func:`fit_and_score` and send ``("ok", result)`` or ``("error", traceback text)``."""
+    import traceback
+
+    try:
+        conn.send(("ok", fit_and_score(*args)))
+    except BaseException:  # noqa: BLE001 - whatever stopped the fit is reported to the parent
+        conn.send(("error", traceback.format_exc()))
+    finally:
+        conn.close()
+
+
+class FitInProcess:
+    """The gather CNN fitting in a spawned process: :meth:`get` its ``(similarity, fit_info)``,
+    :meth:`stop` it (kills a fit still running; always call it, in a ``finally``)."""
+
+    def __init__(self, process, conn) -> None:
+        self.process, self.conn = process, conn
+
+    def get(self, timeout: float | None = None) -> tuple[np.ndarray, dict]:
+        if not self.conn.poll(timeout):
+            raise TimeoutError(f"the gather CNN's process gave no result within {timeout} s")
+        try:
+            status, value = self.conn.recv()
+        except EOFError:
+            raise RuntimeError(f"the gather CNN's process died (exit code {self.process.exitcode}) before "
+                               "sending its result; out of memory?") from None
+        if status != "ok":
+            raise RuntimeError(f"the gather CNN failed in its process:\n{value}")
+        return value
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            self.process.terminate()
+        self.process.join()
+        self.conn.close()
+
+
+def start_in_process(data_dir, split: str, budget: dict, seed: int, image_config, threads: int) -> FitInProcess:
+    """Start :func:`fit_and_score` in a fresh process.
 
     The gather CNN's budget is wall time, and its loop takes ``threads`` cores as the main
     model's training loop did (that run's data worker took another). Run in its own process, it
     leaves the caller free to fit the other baselines and probes on the remaining cores
     meanwhile, as the main model's data worker ran beside its loop; in one process the two would
-    share the interpreter lock. The child is spawned, not forked: a forked child of a process
-    that has run torch can deadlock in its thread pools.
+    share the interpreter lock. The child is spawned, not forked (a forked child of a process
+    that has run torch can deadlock in its thread pools), and answers through a pipe: a
+    ``multiprocessing.Pool``'s queue locks are left to the resource tracker, which warns of
+    leaked semaphores at exit.
     """
     import multiprocessing
 
-    pool = multiprocessing.get_context("spawn").Pool(1)
-    pending = pool.apply_async(fit_and_score, (str(data_dir), split, budget, seed, image_config, threads))
-    return pending, pool
+    ctx = multiprocessing.get_context("spawn")
+    receive, send = ctx.Pipe(duplex=False)
+    process = ctx.Process(target=_child, args=(send, str(data_dir), split, budget, seed, image_config, threads),
+                          daemon=True, name="gather-cnn")  # fmt: skip
+    process.start()
+    send.close()  # the child holds the sending end now
+    return FitInProcess(process, receive)
