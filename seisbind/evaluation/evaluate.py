@@ -9,6 +9,7 @@ frozen features of each tower before and after training and of both concatenated
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -176,25 +177,21 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-class limited_threads:
+@contextlib.contextmanager
+def limited_threads(n: int | None):
     """Within the block, torch and the BLAS/OpenMP pools use at most ``n`` threads (None: no change)."""
+    if n is None:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
 
-    def __init__(self, n: int | None) -> None:
-        self.n, self.torch_threads, self.pools = n, None, None
-
-    def __enter__(self):
-        if self.n is not None:
-            from threadpoolctl import threadpool_limits
-
-            self.torch_threads = torch.get_num_threads()
-            torch.set_num_threads(self.n)
-            self.pools = threadpool_limits(self.n)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.n is not None:
-            torch.set_num_threads(self.torch_threads)
-            self.pools.restore_original_limits()
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        with threadpool_limits(n):
+            yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _evaluate_here(model, before, data, split, stages, clock, *, baseline_steps, gather_budget, pending, seed,

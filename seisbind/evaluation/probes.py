@@ -27,7 +27,6 @@ from seisbind.evaluation.metrics import classification_report
 WEIGHT_DECAYS = np.logspace(-6, 2, 97)
 COARSE = np.arange(0, 97, 16)  # the 7 values logspace(-6, 2, 7), one decade and a third apart
 SPANS = (8, 4, 2, 1)
-SEARCH_MAX_ITER = 100
 
 
 def coarse_to_fine(score) -> tuple[float, float]:
@@ -62,7 +61,7 @@ def linear_probe_classification(xtr, ytr, xva, yva, xte, yte) -> dict:
     # One warm-started estimator walks the grid: each fit starts from its neighbour's solution, so
     # the weakly regularised end (nearly separable data) does not restart L-BFGS from zero.
     # The search needs the ranking of 15 weight decays, not converged weights: 100 L-BFGS steps each.
-    probe = LogisticRegression(max_iter=SEARCH_MAX_ITER, tol=1e-3, warm_start=True)
+    probe = LogisticRegression(max_iter=100, tol=1e-3, warm_start=True)
 
     def val_acc(wd: float) -> float:
         probe.set_params(C=1.0 / (wd * len(xtr)))
