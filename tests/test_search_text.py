@@ -78,3 +78,16 @@ def test_text_queries_are_refused_clearly(setup, capsys):
     assert main(["index", "query", "--index", str(setup / "ix"), "--model", str(setup / "model"), "--text", "x",
                  "--image", "y.npy"]) == 2  # fmt: skip
     assert "exactly one of --waveform FILE, --image FILE or --text SENTENCE" in capsys.readouterr().err
+
+
+def test_a_text_model_exports_npy_from_data_without_captions(setup, tmp_path, monkeypatch):
+    """No caption column: no text rows, and the .npy's row count says so (it counted them)."""
+    import seisbind.data.dataset as dataset_module
+    from seisbind.search.export import export
+
+    real = dataset_module.load_paired
+    monkeypatch.setattr(dataset_module, "load_paired", lambda *a, **k: real(*a, **k).remove_columns(["caption"]))
+    out = export(setup / "model", setup / "data", "train", tmp_path / "e.npy", progress=False)
+    train = real(setup / "data", "train")
+    rows = np.load(out, allow_pickle=False)
+    assert rows.shape[0] == len(train) * (1 + TINY_QUAKE["sources_per_geology"])

@@ -107,7 +107,9 @@ def export(
             for modality, ids, metas, emb in batches:
                 writer.add(ids, metas, emb, modality=modality)
         return out
-    per_geology = 1 + dataset.features["waveforms"].shape[0] + (ModalityType.TEXT in model.modalities)
+    # a text row per geology only where iter_embeddings makes one: a text tower and a caption column
+    with_text = ModalityType.TEXT in model.modalities and "caption" in dataset.column_names
+    per_geology = 1 + dataset.features["waveforms"].shape[0] + with_text
     return _export_npy(out, batches, len(dataset) * per_geology, int(info["embed_dim"]), metadata)
 
 
