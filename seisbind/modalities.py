@@ -13,3 +13,8 @@ class ModalityType:
     TEXT = "text"  # captions, bound to images only (ImageBind): text-waveform links are emergent
 
     ALL = (IMAGE, WAVEFORM, TEXT)
+
+
+def pair_key(pair) -> str:
+    """The name of a bound pair, as the model's temperatures and the loss's terms are keyed: ``"image_waveform"``."""
+    return "_".join(pair)

@@ -25,7 +25,7 @@ from huggingface_hub import constants as hf_constants
 from huggingface_hub.utils import validate_repo_id
 from torch import nn
 
-from seisbind.modalities import ModalityType
+from seisbind.modalities import ModalityType, pair_key
 from seisbind.models import model_card
 from seisbind.models.array_head import ArrayHead
 from seisbind.models.checkpoints import LoadReport
@@ -34,11 +34,6 @@ from seisbind.models.heads import LogitScale, Normalize
 from seisbind.models.towers import get_tower
 
 CONFIG_NAME = "config.json"
-
-
-def pair_key(pair) -> str:
-    """The name of a bound pair's temperature: ``"image_waveform"``."""
-    return "_".join(pair)
 
 
 def legacy_state_keys(state: dict[str, Any], config: SeisBindConfig) -> dict[str, Any]:

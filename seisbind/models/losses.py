@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from seisbind.modalities import ModalityType
+from seisbind.modalities import ModalityType, pair_key
 from seisbind.models.config import LOSS_TYPES
 
 
@@ -75,7 +75,7 @@ class ContrastiveLoss(nn.Module):
         for a, b in self.pairs:
             if a not in outputs or b not in outputs:
                 continue
-            key = f"{a}_{b}"
+            key = pair_key((a, b))
             scale = outputs.get("logit_scales", {}).get(key, outputs.get("logit_scale"))
             bias = outputs.get("logit_biases", {}).get(key, outputs.get("logit_bias"))
             missing = ["logit_scale"] if scale is None else []

@@ -24,11 +24,8 @@ Not here: a Hugging Face text *model* as trunk (``arch="hf"``); the config refus
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,16 +36,12 @@ from torch import nn
 from seisbind.models.checkpoints import LoadReport, safe_torch_load
 
 # The config and its constants live with the other tower configs (seisbind.models.config).
-from seisbind.models.config import (  # noqa: E402
+from seisbind.models.config import (  # noqa: F401 - the SOT id and vocabulary size are re-exported
     OPEN_CLIP_EOT_ID,
     OPEN_CLIP_SOT_ID,
     OPEN_CLIP_VOCAB_SIZE,
-    TEXT_ARCHS,
-    TEXT_POOL_TYPES,
     TextTowerConfig,
 )
-
-_SECTION = "text tower"
 
 
 # ---------------------------------------------------------------- tokenizer
