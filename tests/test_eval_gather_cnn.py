@@ -201,3 +201,32 @@ def test_a_failed_out_of_process_fit_says_why(tmp_path):
             pending.get(timeout=300)
     finally:
         pending.stop()
+
+
+def test_limited_threads_caps_torch_and_blas_and_restores_them():
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from seisbind.evaluation.evaluate import limited_threads
+
+    outer = torch.get_num_threads()
+    torch.set_num_threads(2)  # the test workers run with one thread: start from two, so the cap shows
+    try:
+        with threadpool_limits(2):
+            with pytest.raises(RuntimeError):  # restored on an error too
+                with limited_threads(1):
+                    assert torch.get_num_threads() == 1
+                    assert all(p["num_threads"] == 1 for p in threadpool_info())
+                    raise RuntimeError("inside")
+            assert torch.get_num_threads() == 2
+            assert all(p["num_threads"] == 2 for p in threadpool_info())
+            with limited_threads(None):
+                assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(outer)
+
+
+def test_evaluate_takes_a_folder_and_never_a_hub_id(tmp_path):
+    from seisbind.evaluation.evaluate import evaluate
+
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        evaluate("runs/no-such-model", tmp_path)  # looks like owner/name: must not reach the Hub

@@ -31,6 +31,7 @@ import numpy as np
 
 from seisbind.io.batch import InputError
 from seisbind.io.obspy_streams import MAX_UPSAMPLING
+from seisbind.evaluation.zeroshot import l2_normalize
 from seisbind.modalities import ModalityType
 
 DEFAULT_WINDOW_SECONDS = 30.0  # index query's default, used when no dataset tells the record length
@@ -96,7 +97,7 @@ class JointMap:
         names: list[str] = []
         for row in self.table:
             names.extend(k for k, v in row.items() if k not in names and k not in NOT_LABELS
-                         and isinstance(v, (str, bool, int, float)) and not isinstance(v, np.ndarray))  # fmt: skip
+                         and isinstance(v, (str, bool, int, float)))  # fmt: skip
         keep = [c for c in names if len({row.get(c) for row in self.table} - {None}) > 1 and self._is_label(c)]
         first = [c for c in ("family", "modality") if c in names]
         return first + [c for c in keep if c not in first]
@@ -157,7 +158,7 @@ def index_vectors(index, rows: np.ndarray) -> np.ndarray:
     if index.info["kind"] == "ivfpq":
         faiss.extract_index_ivf(index.index).make_direct_map()
     out = np.stack([index.index.reconstruct(int(r)) for r in rows]).astype(np.float32)
-    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+    return l2_normalize(out).astype(np.float32)
 
 
 class AppBackend:
@@ -205,8 +206,7 @@ class AppBackend:
     @property
     def image_size(self) -> tuple[int, int]:
         """(height, width) of the sections the model takes."""
-        size = self.model.config.image.img_size
-        return (int(size[0]), int(size[1])) if isinstance(size, (list, tuple)) else (int(size), int(size))
+        return self.model.config.image.img_hw
 
     @property
     def sampling_rate(self) -> float:
@@ -471,7 +471,7 @@ class AppBackend:
         if len(from_export):
             vectors.append(np.asarray(extra_vectors[from_export], np.float32))
         x = np.concatenate(vectors)
-        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        x = l2_normalize(x).astype(np.float32)
         index_rows = np.concatenate([from_index, np.full(len(from_export), -1)]).astype(int)
         reducer = None
         if method == "umap":

@@ -26,6 +26,7 @@ from seisbind.evaluation.metrics import classification_report, recall_curve, ret
 from seisbind.evaluation.probes import knn_probe, linear_probe_classification, linear_probe_regression
 from seisbind.evaluation.zeroshot import class_prototypes, zero_shot_predict
 from seisbind.modalities import ModalityType
+from seisbind.paths import require_folder
 
 CLASS_LABELS = ("family", "fault_present")
 REGRESSION_LABELS = ("vs30", "depth_vs760_m", "source_depth_m")
@@ -131,7 +132,8 @@ def evaluate(
         raise ValueError("evaluate on validation or test: the probes and baselines are fitted on train")
     gather_budget = gather_cnn_budget(gather_cnn_seconds, gather_cnn_steps)
     start = time.perf_counter()
-    model = SeisBindModel.from_pretrained(model_dir)
+    # A folder, never a Hub id: a mistyped relative path ("runs/modle") looks like one and would download.
+    model = SeisBindModel.from_pretrained(require_folder(model_dir, "a model folder written by save_pretrained"))
     torch.manual_seed(seed)
     before = SeisBindModel(model.config)  # the same architecture before contrastive training
     if image_checkpoint:

@@ -72,6 +72,7 @@ def emergent_zero_shot(model, emb: dict, split: str) -> dict:
     train_labels = task_labels(emb["train"].image_labels)
     test_w = task_labels(emb[split].waveform_labels)
     test_i = task_labels(emb[split].image_labels)
+    val_all, train_all = task_labels(emb["validation"].waveform_labels), task_labels(emb["train"].waveform_labels)
     out = {}
     for task in TASKS:
         if task not in test_w or task not in train_labels:
@@ -85,8 +86,7 @@ def emergent_zero_shot(model, emb: dict, split: str) -> dict:
         }  # fmt: skip
         img_classes, img_protos = class_prototypes(emb["train"].image, train_labels[task])
         row["waveform -> image prototypes"] = classification_report(y, zero_shot_predict(emb[split].waveform, img_classes, img_protos))
-        val_w = task_labels(emb["validation"].waveform_labels)[task]
-        train_w = task_labels(emb["train"].waveform_labels)[task]
+        val_w, train_w = val_all[task], train_all[task]
         if len(np.unique(train_w)) > 1:
             codes = {c: i for i, c in enumerate(sorted(set(train_w) | set(val_w) | set(y), key=str))}
             enc = [np.array([codes[c] for c in v]) for v in (train_w, val_w, y)]
