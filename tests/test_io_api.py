@@ -175,7 +175,7 @@ def test_sections_from_arrays(model):
         seisbind.embed_sections(model, np.full((16, 16), np.inf))
 
 
-def test_embed_waveforms_cli_writes_coordinates_with_an_inventory(tmp_path):
+def test_embed_waveforms_cli_writes_coordinates_with_an_inventory(tmp_path, capsys):
     import pyarrow.parquet as pq
 
     from seisbind.cli import main
@@ -191,6 +191,14 @@ def test_embed_waveforms_cli_writes_coordinates_with_an_inventory(tmp_path):
                      "--window-seconds", "10", "--no-progress"]) == 0  # fmt: skip
     rows = pq.read_table(out).to_pylist()
     assert len(rows) == 1 and rows[0]["longitude"] == [0.0, 0.01] and rows[0]["latitude"] == [0.0, 0.0]
+    # an inventory ObsPy could read by guessing (station text) is refused: StationXML is named, not detected
+    obspy.read_inventory().write(str(tmp_path / "stations.txt"), format="STATIONTXT")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code = main(["embed-waveforms", "--waveforms", str(tmp_path / "array.mseed"), "--model", "tiny", "--out",
+                     str(tmp_path / "w2.parquet"), "--inventory", str(tmp_path / "stations.txt"), "--group", "stream",
+                     "--window-seconds", "10", "--no-progress"])  # fmt: skip
+    assert code == 2 and "cannot read it as StationXML" in capsys.readouterr().err
 
 
 def test_the_readme_python_examples_run(tmp_path, monkeypatch):

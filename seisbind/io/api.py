@@ -2,7 +2,7 @@
 
     import obspy, seisbind
     model = seisbind.SeisBindModel.from_pretrained("runs/quickstart/train/best-model")
-    emb, table = seisbind.embed_stream(model, obspy.read("event.mseed", format="MSEED"), inventory=obspy.read_inventory("sta.xml"))
+    emb, table = seisbind.embed_stream(model, obspy.read("event.mseed", format="MSEED"), inventory=obspy.read_inventory("sta.xml", format="STATIONXML"))
     emb, table = seisbind.embed_sections(model, "survey.sgy")
 
 As SeisBench's ``annotate``/``classify`` take a Stream, :func:`embed_stream` takes an ObsPy

@@ -91,9 +91,10 @@ def run(args: argparse.Namespace) -> int:
         import obspy
 
         try:
-            inventory = obspy.read_inventory(args.inventory)
+            # StationXML named, never guessed: ObsPy's format detection tries plugin after plugin
+            inventory = obspy.read_inventory(args.inventory, format="STATIONXML")
         except Exception as err:
-            raise ValueError(f"{args.inventory}: ObsPy cannot read it as an inventory ({err})") from err
+            raise ValueError(f"{args.inventory}: ObsPy cannot read it as StationXML ({err})") from err
     model, info = load_model(args.model, args.device)
     rate = float(model.config.waveform.sampling_rate)
     if model.config.waveform.in_chans != 3:
