@@ -1,5 +1,7 @@
 """The gather CNN baseline: it learns a separable pairing, keeps relative amplitudes, keeps its budget."""
 
+import time
+
 import datasets
 import numpy as np
 import pytest
@@ -230,3 +232,35 @@ def test_evaluate_takes_a_folder_and_never_a_hub_id(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="no such folder"):
         evaluate("runs/no-such-model", tmp_path)  # looks like owner/name: must not reach the Hub
+
+
+def test_an_open_ended_fit_trains_until_given_the_models_wall_time(tmp_path):
+    """The quickstart starts the gather CNN beside the model's training with no budget, then
+    gives it the training's wall time: it stops once that much has passed since its first step."""
+    from seisbind.data.dataset import load_paired
+    from seisbind.data.generate import generate
+    from seisbind.evaluation.gather_cnn import start_in_process
+    from test_data_generate import TINY_QUAKE
+
+    generate(tmp_path, "quake", 8, config=TINY_QUAKE, progress=False)
+    pending = start_in_process(tmp_path, "test", None, 0, None, 1)
+    try:
+        with pytest.raises(RuntimeError, match="set_max_seconds"):
+            pending.get(timeout=1)  # no budget yet: it would wait for ever
+        with pytest.raises(ValueError, match="positive"):
+            pending.set_max_seconds(0)
+        time.sleep(2.0)  # it trains meanwhile, on no budget
+        pending.set_max_seconds(2.5)
+        sim, info = pending.get(timeout=300)
+    finally:
+        pending.stop()
+    assert info["budget"] == {"steps": None, "max_seconds": 2.5}
+    assert 2.5 <= info["seconds"] < 2.5 + 5.0 and info["steps"] >= 1
+    test = load_paired(tmp_path, "test")
+    assert sim.shape == (len(test) * len(test[0]["waveforms"]), len(test)) and np.isfinite(sim).all()
+    budgeted = start_in_process(tmp_path, "test", {"steps": 1}, 0, None, 1)
+    try:
+        with pytest.raises(RuntimeError, match="budget of its own"):
+            budgeted.set_max_seconds(3.0)
+    finally:
+        budgeted.stop()

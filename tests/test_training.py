@@ -168,6 +168,29 @@ def test_pairs_are_a_function_of_seed_epoch_and_row(tiny_data):
         assert torch.all(batch["waveforms"][i, n:] == 0)
 
 
+def test_a_batch_read_gives_the_pairs_of_single_reads(tiny_data):
+    """The DataLoader reads a batch's rows at once (__getitems__): the same pairs, captions and
+    token rows as one read per key, repeated rows and keys in any order included."""
+    from seisbind.models.config import TextTowerConfig
+    from seisbind.models.text_tower import TextTokenizer
+
+    rows = load_rows(tiny_data, "train", labels=True)
+    tokenizer = TextTokenizer(TextTowerConfig())
+    ds = PairDataset(rows, seed=3, min_stations=2, max_stations=3, augment=WaveformAugment((0.5, 2.0), (0.05, 0.1), 5),
+                     mirror_prob=0.5, station_drop_prob=0.5, captions_per_geology=4, tokenizer=tokenizer)  # fmt: skip
+    keys = [(0, 4), (1, 0), (0, 4), (2, 1), (0, len(rows) - 1)]
+    single = [ds[k] for k in keys]
+    fresh = PairDataset(rows, seed=3, min_stations=2, max_stations=3, augment=WaveformAugment((0.5, 2.0), (0.05, 0.1), 5),
+                        mirror_prob=0.5, station_drop_prob=0.5, captions_per_geology=4, tokenizer=tokenizer)  # fmt: skip
+    for a, b in zip(single, fresh.__getitems__(keys)):
+        assert a.keys() == b.keys() and a["geology_id"] == b["geology_id"]
+        for k in a:
+            if isinstance(a[k], torch.Tensor):
+                assert torch.equal(a[k], b[k]), k
+    # the caption's tokens are those of the caption the pool holds for that draw
+    assert any(torch.equal(single[0]["text"], t) for t in tokenizer(ds.caption_pool(4)))
+
+
 def test_whole_arrays_by_default_and_dropped_stations_keep_their_positions(tiny_data):
     rows = load_rows(tiny_data, "train")
     n = rows[0]["waveforms"].shape[1]

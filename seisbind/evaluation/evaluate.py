@@ -111,6 +111,7 @@ def evaluate(
     baseline_steps: int = 200,
     gather_cnn_seconds: float | None = None,
     gather_cnn_steps: int = GATHER_CNN_STEPS,
+    gather_cnn=None,
     image_checkpoint: str | None = None,
     waveform_checkpoint: str | None = None,
     seed: int = 0,
@@ -124,13 +125,19 @@ def evaluate(
     it spent are under ``results["gather_cnn"]``. When this process has a core to spare (fewer
     torch threads than cores, as after a one-thread training run), the gather CNN trains in a
     spawned process with this process's thread count while the other stages run here on the
-    spare cores; otherwise it trains here after them.
+    spare cores; otherwise it trains here after them. ``gather_cnn`` is one already fitting
+    (``start_in_process(..., budget=None)``, started beside the model's training, as the quickstart
+    does): it gets ``gather_cnn_seconds`` as its wall budget and evaluate takes its answer.
     """
     from seisbind.models.joint import SeisBindModel
 
     if split == "train":
         raise ValueError("evaluate on validation or test: the probes and baselines are fitted on train")
     gather_budget = gather_cnn_budget(gather_cnn_seconds, gather_cnn_steps)
+    if gather_cnn is not None:
+        if not gather_cnn_seconds:
+            raise ValueError("a gather CNN already fitting needs gather_cnn_seconds, the model's training wall time")
+        gather_cnn.set_max_seconds(gather_cnn_seconds)  # before anything here can fail, so it always ends
     start = time.perf_counter()
     # A folder, never a Hub id: a mistyped relative path ("runs/modle") looks like one and would download.
     model = SeisBindModel.from_pretrained(require_folder(model_dir, "a model folder written by save_pretrained"))
@@ -151,14 +158,14 @@ def evaluate(
     # its loop keeps `threads` cores, as the model's loop had (beside its data worker).
     cnn_threads = torch.get_num_threads()
     spare = available_cores() - cnn_threads
-    concurrent = gather_budget is not None and spare >= 1
-    pending = None
-    if concurrent:
+    concurrent = gather_cnn is not None or gather_budget is not None and spare >= 1
+    pending = gather_cnn
+    if concurrent and pending is None:
         from seisbind.evaluation.gather_cnn import start_in_process
 
         pending = start_in_process(data_dir, split, gather_budget, seed, model.config.image, cnn_threads)
     try:
-        with limited_threads(spare if concurrent else None):
+        with limited_threads(max(1, spare) if concurrent else None):
             results = _evaluate_here(model, before, data, split, stages, clock, baseline_steps=baseline_steps,
                                      gather_budget=gather_budget, pending=pending, seed=seed, plots_dir=plots_dir,
                                      progress=progress, batch_size=batch_size)  # fmt: skip

@@ -182,8 +182,11 @@ class GatherCNNBaseline:
     def budget(self) -> dict:
         return {"steps": self.steps, "max_seconds": self.max_seconds}
 
-    def fit(self, train) -> list[float]:
-        """Train on ``train`` (a split: see :class:`seisbind.data.dataset.StoredRows`) within the budget; returns the step losses."""
+    def fit(self, train, seconds_limit=None) -> list[float]:
+        """Train on ``train`` (a split: see :class:`seisbind.data.dataset.StoredRows`) within the
+        budget; returns the step losses. ``seconds_limit`` (a callable returning seconds) replaces
+        ``max_seconds`` and is read after every step: a wall budget set while the fit runs (see
+        :func:`start_in_process`)."""
         from seisbind.models.losses import build_loss
 
         rows = StoredRows(train)
@@ -226,6 +229,8 @@ class GatherCNNBaseline:
                 raise RuntimeError(f"gather CNN training diverged: loss {losses[-1]} at step {step}")
             if self.steps is not None and step >= self.steps:
                 break
+            if seconds_limit is not None:
+                self.max_seconds = float(seconds_limit())
             if self.max_seconds is not None and time.perf_counter() - start >= self.max_seconds:
                 break
         seconds = time.perf_counter() - start
@@ -262,15 +267,22 @@ class GatherCNNBaseline:
         return wav @ img.T
 
 
-def fit_and_score(data_dir: str, split: str, budget: dict, seed: int, image_config, threads: int) -> tuple[np.ndarray, dict]:
+def fit_and_score(data_dir: str, split: str, budget: dict | None, seed: int, image_config, threads: int,
+                  shared_seconds=None) -> tuple[np.ndarray, dict]:
     """Fit the gather CNN on ``data_dir``'s train split and score ``split``: ``(similarity, fit_info)``.
 
     The body of :func:`start_in_process`'s child: it reads the data from disk itself, so nothing
-    but paths, numbers and the image config crosses the process boundary.
+    but paths, numbers and the image config crosses the process boundary. ``budget`` None trains
+    until ``shared_seconds`` (a ``multiprocessing.Value``, +inf until the parent sets it) have passed.
     """
     torch.set_num_threads(threads)
-    baseline = GatherCNNBaseline(**budget, seed=seed, image_config=image_config)
-    baseline.fit(load_paired(data_dir, "train"))
+    if budget is None:
+        baseline = GatherCNNBaseline(max_seconds=math.inf, seed=seed, image_config=image_config)
+        baseline.fit(load_paired(data_dir, "train"), seconds_limit=lambda: shared_seconds.value)
+        baseline.fit_info["budget"] = baseline.budget()  # the wall time the parent set
+    else:
+        baseline = GatherCNNBaseline(**budget, seed=seed, image_config=image_config)
+        baseline.fit(load_paired(data_dir, "train"))
     return baseline.similarity(load_paired(data_dir, split)), baseline.fit_info
 
 
@@ -288,12 +300,29 @@ def _child(conn, *args) -> None:
 
 class FitInProcess:
     """The gather CNN fitting in a spawned process: :meth:`get` its ``(similarity, fit_info)``,
-    :meth:`stop` it (kills a fit still running; always call it, in a ``finally``)."""
+    :meth:`stop` it (kills a fit still running; always call it, in a ``finally``). A fit started
+    without a budget trains until :meth:`set_max_seconds` gives it one."""
 
-    def __init__(self, process, conn) -> None:
-        self.process, self.conn = process, conn
+    def __init__(self, process, conn, shared_seconds=None) -> None:
+        self.process, self.conn, self.shared_seconds = process, conn, shared_seconds
+
+    @property
+    def open_ended(self) -> bool:
+        return self.shared_seconds is not None
+
+    def set_max_seconds(self, seconds: float) -> None:
+        """The wall budget of an open-ended fit, counted from its first step (it stops at once if
+        that much has passed)."""
+        if not self.open_ended:
+            raise RuntimeError("this gather CNN was started with a budget of its own; set_max_seconds is for "
+                               "one started with budget=None")
+        if not seconds > 0:
+            raise ValueError(f"the gather CNN's wall budget must be positive; got {seconds}")
+        self.shared_seconds.value = float(seconds)
 
     def get(self, timeout: float | None = None) -> tuple[np.ndarray, dict]:
+        if self.open_ended and math.isinf(self.shared_seconds.value):
+            raise RuntimeError("the gather CNN has no wall budget yet: call set_max_seconds before get")
         if not self.conn.poll(timeout):
             raise TimeoutError(f"the gather CNN's process gave no result within {timeout} s")
         try:
@@ -312,24 +341,26 @@ class FitInProcess:
         self.conn.close()
 
 
-def start_in_process(data_dir, split: str, budget: dict, seed: int, image_config, threads: int) -> FitInProcess:
+def start_in_process(data_dir, split: str, budget: dict | None, seed: int, image_config, threads: int) -> FitInProcess:
     """Start :func:`fit_and_score` in a fresh process.
 
     The gather CNN's budget is wall time, and its loop takes ``threads`` cores as the main
     model's training loop did (that run's data worker took another). Run in its own process, it
-    leaves the caller free to fit the other baselines and probes on the remaining cores
-    meanwhile, as the main model's data worker ran beside its loop; in one process the two would
-    share the interpreter lock. The child is spawned, not forked (a forked child of a process
-    that has run torch can deadlock in its thread pools), and answers through a pipe: a
-    ``multiprocessing.Pool``'s queue locks are left to the resource tracker, which warns of
-    leaked semaphores at exit.
+    leaves the caller free to do other work on the remaining cores meanwhile: fit the other
+    baselines and probes, or train the main model itself (``budget=None``: the fit runs until
+    :meth:`FitInProcess.set_max_seconds` gives it the model's training wall time; the quickstart
+    trains both at once, one core each). In one process the two would share the interpreter lock.
+    The child is spawned, not forked (a forked child of a process that has run torch can
+    deadlock in its thread pools), and answers through a pipe: a ``multiprocessing.Pool``'s queue
+    locks are left to the resource tracker, which warns of leaked semaphores at exit.
     """
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
     receive, send = ctx.Pipe(duplex=False)
-    process = ctx.Process(target=_child, args=(send, str(data_dir), split, budget, seed, image_config, threads),
+    shared = ctx.Value("d", math.inf, lock=False) if budget is None else None
+    process = ctx.Process(target=_child, args=(send, str(data_dir), split, budget, seed, image_config, threads, shared),
                           daemon=True, name="gather-cnn")  # fmt: skip
     process.start()
     send.close()  # the child holds the sending end now
-    return FitInProcess(process, receive)
+    return FitInProcess(process, receive, shared)
