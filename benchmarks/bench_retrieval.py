@@ -7,7 +7,9 @@ loader, steps, the config's validations and checkpoints), then trains
 and torch threads, for that wall time (``--cnn-seconds`` to give another). Both are then scored
 on the test split: the model's embeddings from ``embed_split`` (its ``final-model``, or
 ``best-model`` with ``--model-folder best-model``), the CNN's ``similarity``; a random
-similarity gives chance. Prints the machine and a markdown table of both directions' recall@1/5/10,
+similarity gives chance. ``--side-by-side`` trains the two at once instead, each on its own core
+(the CNN in a spawned process, stopped after the model's wall time, as ``seisbind quickstart``
+does): half the benchmark's time on a 2-core machine. Prints the machine and a markdown table of both directions' recall@1/5/10,
 median rank and gallery size, with each method's training seconds, steps and pairs per second
 (pairs trained / training wall time, for both).
 
@@ -15,6 +17,7 @@ Usage:
   python benchmarks/bench_retrieval.py --data runs/quake-quickstart --config configs/quickstart.yaml
   python benchmarks/bench_retrieval.py --data runs/openfwi --config CONFIG --set batch_size=16 --out-json r.json
   python benchmarks/bench_retrieval.py --data runs/openfwi-1500 --config configs/openfwi.yaml --held-out runs/openfwi-new-families
+  python benchmarks/bench_retrieval.py --data runs/openfwi-1500 --config configs/openfwi.yaml --side-by-side
 """
 
 from __future__ import annotations
@@ -70,13 +73,21 @@ def main(argv: list[str] | None = None) -> int:
                              "lacks), on its --held-out-split")
     parser.add_argument("--held-out-split", default="test", choices=("train", "validation", "test"),
                         help="split of --held-out to score (any: none of it was trained on; default test)")
+    parser.add_argument("--side-by-side", action="store_true",
+                        help="train the gather CNN during the model's training, in its own process on its own core "
+                             "(scores --split only; not with --held-out)")
     args = parser.parse_args(argv)
+    if args.side_by_side and (args.held_out or args.cnn_seconds is not None or args.cnn_batch_size != 32):
+        parser.error("--side-by-side gives the CNN the model's wall time and its default batch, and scores --split "
+                     "only: drop --held-out, --cnn-seconds and --cnn-batch-size, or --side-by-side")
 
     from seisbind.data.dataset import load_paired
     from seisbind.evaluation.baselines import random_similarity
     from seisbind.evaluation.embed import embed_split
     from seisbind.evaluation.evaluate import retrieval_both_ways
-    from seisbind.evaluation.gather_cnn import GatherCNNBaseline
+    from seisbind.evaluation.gather_cnn import GatherCNNBaseline, start_in_process
+    from seisbind.models.config import SeisBindConfig, merge_overrides
+    from seisbind.models.factory import get_model_config
     from seisbind.models.joint import SeisBindModel
     from seisbind.training import load_config, train
 
@@ -89,10 +100,23 @@ def main(argv: list[str] | None = None) -> int:
             overrides += [f"max_steps={args.max_steps}", f"warmup_steps={min(warmup, args.max_steps // 10)}"]
         config = load_config(args.config, overrides)
         cuda = torch.cuda.is_available() and not config.cpu
-        print(f"[1/3] training {config.model} for {config.max_steps} steps ({args.config}) -> {out}", flush=True)
-        t = time.perf_counter()
-        result = train(config)
-        train_seconds = time.perf_counter() - t
+        beside = None
+        if args.side_by_side:
+            image_config = SeisBindConfig.from_dict(merge_overrides(get_model_config(config.model),
+                                                                    config.model_overrides)).image  # fmt: skip
+            beside = start_in_process(args.data, args.split, None, config.seed, image_config, threads=1)
+        print(f"[1/3] training {config.model} for {config.max_steps} steps ({args.config}) -> {out}"
+              + (", the gather CNN beside it" if beside else ""), flush=True)
+        try:
+            t = time.perf_counter()
+            result = train(config)
+            train_seconds = time.perf_counter() - t
+            if beside is not None:
+                beside.set_max_seconds(train_seconds)
+                cnn_similarity, cnn_fit_info = beside.get()
+        finally:
+            if beside is not None:
+                beside.stop()
         windows = []
         metrics_file = out / "metrics.jsonl"
         if metrics_file.exists():
@@ -106,12 +130,16 @@ def main(argv: list[str] | None = None) -> int:
         }  # fmt: skip
 
         cnn_seconds = args.cnn_seconds if args.cnn_seconds is not None else train_seconds
-        data_train, data_test = load_paired(args.data, "train"), load_paired(args.data, args.split)
-        print(f"[2/3] training the gather CNN for {cnn_seconds:.1f} s", flush=True)
+        data_test = load_paired(args.data, args.split)
         model = SeisBindModel.from_pretrained(out / args.model_folder)  # embedded on the CPU, as evaluate() does
-        cnn = GatherCNNBaseline(max_seconds=cnn_seconds, batch_size=args.cnn_batch_size, seed=config.seed,
-                                device="cuda" if cuda else "cpu", image_config=model.config.image)
-        cnn.fit(data_train)
+        if beside is None:
+            print(f"[2/3] training the gather CNN for {cnn_seconds:.1f} s", flush=True)
+            cnn = GatherCNNBaseline(max_seconds=cnn_seconds, batch_size=args.cnn_batch_size, seed=config.seed,
+                                    device="cuda" if cuda else "cpu", image_config=model.config.image)
+            cnn.fit(load_paired(args.data, "train"))
+            cnn_similarity, cnn_fit_info = None, cnn.fit_info
+        else:
+            print("[2/3] the gather CNN trained beside the model", flush=True)
 
         def score(dataset) -> dict:
             """Both directions' retrieval of the model, the CNN and chance on one split."""
@@ -119,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
             positives = emb.positives()
             return {
                 "seisbind": retrieval_both_ways(emb.waveform @ emb.image.T, positives),
-                "gather CNN": retrieval_both_ways(cnn.similarity(dataset), positives),
+                # side by side, the CNN's process scored --split (the only one scored then)
+                "gather CNN": retrieval_both_ways(cnn.similarity(dataset) if cnn_similarity is None else cnn_similarity,
+                                                  positives),
                 "random": retrieval_both_ways(random_similarity(*positives.shape, seed=config.seed), positives),
             }
 
@@ -127,13 +157,13 @@ def main(argv: list[str] | None = None) -> int:
         retrieval = score(data_test)
         held_out = score(load_paired(args.held_out, args.held_out_split)) if args.held_out else None
 
-    fit = cnn.fit_info
+    fit = cnn_fit_info
     cnn_train = {**fit, "pairs_per_s": fit["steps"] * fit["batch_size"] / fit["seconds"],  # per wall second, as above
                  "pairs_per_s_in_steps": fit["pairs_per_s"]}  # fmt: skip
     info = {"seisbind": main_train, "gather CNN": cnn_train, "random": {}}
     report = {
         "data": str(args.data), "config": str(args.config), "overrides": args.set, "split": args.split,
-        "model_folder": args.model_folder, "machine": machine(), "train": info, "retrieval": retrieval,
+        "model_folder": args.model_folder, "side_by_side": args.side_by_side, "machine": machine(), "train": info, "retrieval": retrieval,
         "held_out": None if held_out is None else {"data": args.held_out, "split": args.held_out_split,
                                                    "retrieval": held_out},
     }  # fmt: skip
@@ -143,8 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     logged = main_train["pairs_per_s_logged_median"]
     print(f"seisbind: {result.step} steps of {config.batch_size} in {train_seconds:.1f} s (train() wall time)"
           + (f"; logged train pairs/s (median of windows) {logged:.1f}" if logged else ""))
-    print(f"gather CNN: budget {cnn_seconds:.1f} s; {cnn.fit_info['steps']} steps of {cnn.fit_info['batch_size']} "
-          f"in {cnn.fit_info['seconds']:.1f} s; parameters {cnn.fit_info['parameters']}")
+    print(f"gather CNN: budget {cnn_seconds:.1f} s; {fit['steps']} steps of {fit['batch_size']} in {fit['seconds']:.1f} s"
+          f"{' beside the model' if args.side_by_side else ''}; parameters {fit['parameters']}")
     header = ("| method | train s | steps | train pairs/s | w->i R@1 | w->i R@5 | w->i R@10 | w->i median rank | "
               "i->w R@1 | i->w R@5 | i->w R@10 | i->w median rank | gallery (w->i / i->w) |")
     print("\n" + header + "\n|" + "---|" * (header.count("|") - 1))
