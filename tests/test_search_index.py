@@ -118,3 +118,25 @@ def test_ivf_trains_on_a_seeded_sample_of_64_vectors_per_list():
 def test_ivfpq_on_a_handful_of_vectors_is_a_clear_error():
     with pytest.raises(ValueError, match=r"ivfpq index needs at least 256 vectors .* got 4: use --kind flat"):
         EmbeddingIndex.build(clustered_unit_vectors(4), meta(4), "cfg", kind="ivfpq")
+
+
+def test_nearest_drops_the_rows_faiss_pads_with_when_it_finds_fewer_than_k():
+    """An IVF search that probes one list finds fewer than k vectors and FAISS pads with row -1;
+    the CLI's query and the app both search through nearest(), which returns the real rows only."""
+    import faiss
+
+    x = clustered_unit_vectors(2000)
+    idx = EmbeddingIndex.build(x, meta(2000), "hash-a", kind="flat")
+    ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(x.shape[1]), x.shape[1], 50, faiss.METRIC_INNER_PRODUCT)
+    ivf.train(x)
+    ivf.add(x)
+    ivf.nprobe = 1  # one list of about 40 vectors
+    idx.index = ivf
+    padded = idx.search(x[:1], 200)[1][0]
+    assert (padded == -1).any()  # what the raw search gives
+    scores, rows = idx.nearest(x[0], 200)
+    assert len(rows) == (padded >= 0).sum() and (rows >= 0).all() and rows[0] == 0
+    assert np.all(np.diff(scores) <= 1e-6)
+    assert idx.metadata.take(rows).num_rows == len(rows)
+    with pytest.raises(ValueError, match="one query"):
+        idx.nearest(x[:2], 3)

@@ -261,11 +261,9 @@ class AppBackend:
             return self.model.encode_image(x[:, None]).numpy()[0]
 
     def _search(self, embedding: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        scores, rows = self.index.search(np.atleast_2d(embedding), k, model_config_sha256=self.model_info["config_sha256"],
-                                         model_weights_sha256=self.model_info["weights_sha256"],
-                                         allow_other_weights=self.allow_other_weights)  # fmt: skip
-        keep = rows[0] >= 0  # FAISS pads with -1 when fewer than k vectors are found (HNSW, IVF)
-        return scores[0][keep], rows[0][keep]
+        return self.index.nearest(embedding, k, model_config_sha256=self.model_info["config_sha256"],
+                                  model_weights_sha256=self.model_info["weights_sha256"],
+                                  allow_other_weights=self.allow_other_weights)  # fmt: skip
 
     def query_array(self, modality: str, array: np.ndarray, source: str, k: int | None = None,
                     station_x_m: np.ndarray | None = None) -> Answer:  # fmt: skip

@@ -191,6 +191,15 @@ class EmbeddingIndex:
         scores, rows = self.index.search(q, min(k, self.info["count"]))
         return scores, rows
 
+    def nearest(self, query: np.ndarray, k: int, **hashes) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and row numbers of one query's ``k`` nearest (``hashes``: as :meth:`search`),
+        without the -1 rows FAISS pads with when it finds fewer than ``k`` (HNSW, IVF)."""
+        scores, rows = self.search(np.atleast_2d(query), k, **hashes)
+        if len(rows) != 1:
+            raise ValueError(f"nearest takes one query; got {len(rows)} (use search for a batch)")
+        keep = rows[0] >= 0
+        return scores[0][keep], rows[0][keep]
+
     def save(self, directory: str | os.PathLike) -> Path:
         """Write the folder; files go in under temporary names and ``index.json`` lands last."""
         faiss = import_faiss()

@@ -209,10 +209,10 @@ def query(
             if arr.ndim != 2:
                 raise ValueError(f"{image}: an image query must be a 2-D (H, W) array, got {arr.shape}")
             emb = model.encode_image(torch.from_numpy(arr.astype(np.float32))[None, None]).numpy()
-    scores, rows = index.search(emb, k, model_config_sha256=info["config_sha256"], model_weights_sha256=info["weights_sha256"],
-                                allow_other_weights=allow_other_weights)
-    hits = index.metadata.take(rows[0]).to_pylist()
-    return arr, scores[0], hits, index
+    scores, rows = index.nearest(emb, k, model_config_sha256=info["config_sha256"], model_weights_sha256=info["weights_sha256"],
+                                 allow_other_weights=allow_other_weights)
+    hits = index.metadata.take(rows).to_pylist()
+    return arr, scores, hits, index
 
 
 def panel(query_array: np.ndarray, scores, hits, path: str | os.PathLike, waveform_query: bool) -> Path:
