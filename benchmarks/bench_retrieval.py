@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         main_train = {
             "seconds": train_seconds, "steps": result.step, "pairs_per_s": pairs / train_seconds,
             "pairs_per_s_logged_median": statistics.median(windows) if windows else None,
-            "batch_size": config.batch_size, "final_loss": result.loss, "best_val_r1": result.best_metric,
+            "batch_size": config.batch_size, "final_loss": result.loss, "best_val_mrr": result.best_metric,
         }  # fmt: skip
 
         cnn_seconds = args.cnn_seconds if args.cnn_seconds is not None else train_seconds

@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         "\ntimes: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + f"; total {total / 60:.1f} min"
         f"\nevaluation stages: {stages}"
-        f"\ntrained {result.step} steps; best validation recall@1 {best}"
+        f"\ntrained {result.step} steps; best validation MRR (waveform -> image) {best}"
         f"\nfigures: {out / 'results.json'}, plots in {out / 'plots'}, query panel {png}, model {model_dir}, "
         f"index {out / 'index'}, data {report.out_dir}"
     )

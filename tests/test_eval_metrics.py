@@ -20,6 +20,8 @@ def test_ranks_recall_and_mean_rank_by_hand():
     assert M.recall_at_k(SIM, POS, 4) == 1.0
     assert M.median_rank(SIM, POS) == 3.0
     assert M.mean_rank(SIM, POS) == pytest.approx(8 / 3)
+    assert M.mean_reciprocal_rank(SIM, POS) == pytest.approx((1 + 1 / 3 + 1 / 4) / 3)
+    assert M.retrieval_report(SIM, POS)["mrr"] == pytest.approx((1 + 1 / 3 + 1 / 4) / 3)
 
 
 def test_average_precision_with_several_positives():

@@ -138,6 +138,7 @@ def test_training_validation_and_evaluation_share_one_recall_with_pessimistic_ti
     evaluation = retrieval_report(sims, np.repeat(np.arange(6), 3)[:, None] == np.arange(6)[None, :])
     assert train["wave_to_image_r1"] == pytest.approx(evaluation["recall@1"])
     assert train["wave_to_image_r5"] == pytest.approx(evaluation["recall@5"])
+    assert train["wave_to_image_mrr"] == pytest.approx(evaluation["mrr"])  # best-model's criterion
 
 
 @pytest.mark.parametrize("name, modalities", [("tiny", ("image", "waveform")),

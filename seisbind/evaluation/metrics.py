@@ -52,6 +52,11 @@ def mean_rank(similarity: np.ndarray, positives: np.ndarray) -> float:
     return float(np.mean(first_positive_rank(similarity, positives)))
 
 
+def mean_reciprocal_rank(similarity: np.ndarray, positives: np.ndarray) -> float:
+    """Mean over queries of 1 / (rank of the best-placed positive): a smooth recall@1."""
+    return float(np.mean(1.0 / first_positive_rank(similarity, positives)))
+
+
 def mean_average_precision(similarity: np.ndarray, positives: np.ndarray) -> float:
     """Mean over queries of average precision: mean over positives of (hits so far / rank)."""
     aps = []
@@ -67,6 +72,7 @@ def retrieval_report(similarity: np.ndarray, positives: np.ndarray, ks=(1, 5, 10
     out.update(
         median_rank=float(np.median(ranks)),
         mean_rank=float(np.mean(ranks)),
+        mrr=float(np.mean(1.0 / ranks)),
         mAP=mean_average_precision(similarity, positives),
         queries=int(similarity.shape[0]),
         gallery_size=int(similarity.shape[1]),

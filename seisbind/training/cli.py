@@ -63,7 +63,7 @@ def run(args: argparse.Namespace, prog: str = "seisbind train") -> int:
         m = result.metrics
         print(f"done: step {result.step}, loss {result.loss:.4f}, validation recall@1 (waveform -> image) "
               f"{m['wave_to_image_r1']:.3f} over {int(m['gallery_size'])} geologies (chance {m['chance_r1']:.3f}); "
-              f"best {result.best_metric:.3f} at step {result.best_step}, in {result.output_dir}/best-model")
+              f"best MRR {result.best_metric:.3f} at step {result.best_step}, in {result.output_dir}/best-model")
     return 0
 
 

@@ -32,6 +32,7 @@ def recall_metrics(image_emb: torch.Tensor, waveform_emb: torch.Tensor) -> dict[
         "wave_to_image_r1": float(np.mean(rank <= 1)),
         "wave_to_image_r5": float(np.mean(rank <= 5)),
         "wave_to_image_mean_rank": float(np.mean(rank)),
+        "wave_to_image_mrr": float(np.mean(1.0 / rank)),
         "image_to_wave_r1": float(np.mean(i2w <= 1)),
         "gallery_size": float(g),
         "chance_r1": 1.0 / g,
