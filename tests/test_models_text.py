@@ -248,14 +248,14 @@ def test_a_checkpoint_of_other_sizes_is_refused_in_one_line(tmp_path):
     save_file(_clip(context_length=16).state_dict(), tmp_path / "ctx16.safetensors")
     trunk = _trunk()
     before = {k: v.clone() for k, v in trunk.state_dict().items()}
-    with pytest.raises(ValueError, match=r"positional_embedding has shape \(16, 32\) but the text trunk expects "
-                                         r"\(32, 32\)") as err:
+    with pytest.raises(ValueError, match=r"positional_embedding: model expects \(32, 32\), checkpoint has "
+                                         r"\(16, 32\); set context_length") as err:
         load_text_checkpoint(trunk, tmp_path / "ctx16.safetensors")
     assert "\n" not in str(err.value)
     assert all(torch.equal(v, trunk.state_dict()[k]) for k, v in before.items())  # nothing half-loaded
 
     save_file(_clip(layers=1).state_dict(), tmp_path / "one_layer.safetensors")
-    with pytest.raises(ValueError, match=r"missing \d+ key\(s\) the trunk expects: transformer\.resblocks\.1\.") as err:
+    with pytest.raises(ValueError, match=r"missing \d+ key\(s\) the text trunk expects: transformer\.resblocks\.1\.") as err:
         load_text_checkpoint(trunk, tmp_path / "one_layer.safetensors")
     assert "\n" not in str(err.value)
     with pytest.raises(FileNotFoundError):

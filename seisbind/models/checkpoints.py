@@ -188,26 +188,32 @@ def _fmt(shape: Iterable[int]) -> str:
     return str(tuple(shape))
 
 
-def _check_keys(model_sd: Mapping[str, torch.Tensor], ckpt: Mapping[str, torch.Tensor], what: str, path: str) -> None:
+def _one_line(keys: list[str], limit: int = 6) -> str:
+    more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
+
+
+def check_state_keys(model_sd: Mapping[str, torch.Tensor], ckpt: Mapping[str, torch.Tensor], what: str, path: str,
+                hint: str = "") -> None:
+    """One line naming the keys ``what`` expects and ``ckpt`` lacks, and those it has that ``what``
+    does not (``hint``: what to check, e.g. the config sizes)."""
     missing = sorted(set(model_sd) - set(ckpt))
     unexpected = sorted(set(ckpt) - set(model_sd))
     if missing or unexpected:
         parts = []
         if missing:
-            parts.append(f"missing {len(missing)} key(s) the model expects: {missing}")
+            parts.append(f"missing {len(missing)} key(s) the {what} expects: {_one_line(missing)}")
         if unexpected:
-            parts.append(f"{len(unexpected)} unexpected key(s): {unexpected}")
-        raise ValueError(f"checkpoint {path} does not match the {what}: " + "; ".join(parts))
+            parts.append(f"{len(unexpected)} unexpected key(s): {_one_line(unexpected)}")
+        raise ValueError(f"checkpoint {path} does not match the {what}{hint}: " + "; ".join(parts))
 
 
-def _check_shapes(model_sd: Mapping[str, torch.Tensor], ckpt: Mapping[str, torch.Tensor], what: str, path: str) -> None:
-    wrong = [
-        f"{k}: model expects {_fmt(model_sd[k].shape)}, checkpoint has {_fmt(v.shape)}"
-        for k, v in ckpt.items()
-        if tuple(v.shape) != tuple(model_sd[k].shape)
-    ]
+def check_state_shapes(model_sd: Mapping[str, torch.Tensor], ckpt: Mapping[str, torch.Tensor], what: str, path: str,
+                  hint: str = "") -> None:
+    wrong = [f"{k}: model expects {_fmt(model_sd[k].shape)}, checkpoint has {_fmt(v.shape)}"
+             for k, v in ckpt.items() if tuple(v.shape) != tuple(model_sd[k].shape)]  # fmt: skip
     if wrong:
-        raise ValueError(f"checkpoint {path} has shapes that do not match the {what}: " + "; ".join(wrong))
+        raise ValueError(f"checkpoint {path} has shapes that do not match the {what}: " + "; ".join(wrong) + hint)
 
 
 def _adapt_first_conv(key: str, model_sd, ckpt: dict, report: LoadReport, adapt_channels: bool) -> None:
@@ -222,7 +228,7 @@ def _adapt_first_conv(key: str, model_sd, ckpt: dict, report: LoadReport, adapt_
         report.adapted[key] = f"input channels {have.shape[1]} -> {want.shape[1]}"
 
 
-def _load(module: nn.Module, ckpt: dict[str, torch.Tensor], report: LoadReport) -> LoadReport:
+def load_strict(module: nn.Module, ckpt: dict[str, torch.Tensor], report: LoadReport) -> LoadReport:
     with torch.no_grad():
         module.load_state_dict(ckpt, strict=True)
     report.loaded = sorted(ckpt)
@@ -278,7 +284,7 @@ def import_sfm_checkpoint(
             del ckpt[key]
             report.dropped.append(key)
         ckpt.update({k: v for k, v in model_sd.items() if k.startswith("patch_embed.")})
-    _check_keys(model_sd, ckpt, "image trunk", path)
+    check_state_keys(model_sd, ckpt, "image trunk", path)
 
     pos, want = ckpt["pos_embed"], model_sd["pos_embed"]
     if tuple(pos.shape) != tuple(want.shape) and pos.ndim == 3 and pos.shape[-1] == want.shape[-1]:
@@ -291,8 +297,8 @@ def import_sfm_checkpoint(
         ckpt["pos_embed"] = resample_abs_pos_embed(pos, new_size=grid, old_size=[side, side], num_prefix_tokens=prefix)
         report.adapted["pos_embed"] = f"grid {side}x{side} -> {grid[0]}x{grid[1]} (bicubic)"
     _adapt_first_conv("patch_embed.proj.weight", model_sd, ckpt, report, adapt_channels)
-    _check_shapes(model_sd, ckpt, "image trunk", path)
-    return _load(trunk, ckpt, report)
+    check_state_shapes(model_sd, ckpt, "image trunk", path)
+    return load_strict(trunk, ckpt, report)
 
 
 def read_seislm_checkpoint(
@@ -358,7 +364,7 @@ def import_seislm_checkpoint(
         del ckpt["masked_spec_embed"]
         report.dropped.append(prefix + "masked_spec_embed")
     _rename_weight_norm(ckpt, set(model_sd))
-    _check_keys(model_sd, ckpt, "waveform trunk", path)
+    check_state_keys(model_sd, ckpt, "waveform trunk", path)
     _adapt_first_conv("feature_extractor.conv_layers.0.conv.weight", model_sd, ckpt, report, adapt_channels)
-    _check_shapes(model_sd, ckpt, "waveform trunk", path)
-    return _load(wav2vec2, ckpt, report)
+    check_state_shapes(model_sd, ckpt, "waveform trunk", path)
+    return load_strict(wav2vec2, ckpt, report)

@@ -33,7 +33,7 @@ import torch
 from open_clip.transformer import LayerNorm, QuickGELU, TextTransformer
 from torch import nn
 
-from seisbind.models.checkpoints import LoadReport, safe_torch_load
+from seisbind.models.checkpoints import LoadReport, check_state_keys, check_state_shapes, load_strict, safe_torch_load
 
 # The config and its constants live with the other tower configs (seisbind.models.config).
 from seisbind.models.config import (  # noqa: F401 - the SOT id and vocabulary size are re-exported
@@ -274,6 +274,39 @@ def _read_weights(path: str) -> dict[str, torch.Tensor]:
     return weights
 
 
+def load_text_checkpoint(self, path: str | os.PathLike) -> LoadReport:
+        """Load a local CLIP/open_clip checkpoint's text tower; see :func:`load_text_checkpoint`."""
+        return load_text_checkpoint(self, path)
+
+
+# ---------------------------------------------------------------- checkpoint import
+
+_TEXT_KEYS = ("token_embedding.", "positional_embedding", "transformer.", "ln_final.", "text_projection", "attn_mask")
+_WRAPPERS = ("state_dict", "model")  # open_clip's training checkpoints: {"epoch", "state_dict", "optimizer", ...}
+
+
+def _read_weights(path: str) -> dict[str, torch.Tensor]:
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        try:
+            obj: Any = load_file(path)
+        except Exception as err:
+            raise ValueError(f"could not read safetensors file {path}: {err}") from err
+    else:
+        obj = safe_torch_load(path)  # weights_only=True: refuses any pickled class but known-inert ones
+    for key in _WRAPPERS:
+        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
+            obj = obj[key]
+            break
+    if not isinstance(obj, Mapping) or not obj:
+        raise ValueError(f"text checkpoint {path}: expected a state dict (names to tensors); got {type(obj).__name__}")
+    weights = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if weights and all(k.startswith("module.") for k in weights):  # saved from DistributedDataParallel
+        weights = {k[len("module."):]: v for k, v in weights.items()}
+    return weights
+
+
 def _one_line(keys: list[str], limit: int = 6) -> str:
     more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
     return ", ".join(keys[:limit]) + more
@@ -309,22 +342,8 @@ def load_text_checkpoint(trunk: TextTrunk, path: str | os.PathLike) -> LoadRepor
             ckpt[name] = value
         else:
             report.dropped.append(key)
-    missing = sorted(set(model_sd) - set(ckpt))
-    unexpected = sorted(set(ckpt) - set(model_sd))
-    if missing or unexpected:
-        parts = ([f"missing {len(missing)} key(s) the trunk expects: {_one_line(missing)}"] if missing else []) + (
-            [f"{len(unexpected)} key(s) the trunk does not have: {_one_line(unexpected)}"] if unexpected else [])
-        raise ValueError(f"text checkpoint {path} does not match the text tower config (layers, output_dim?): "
-                         + "; ".join(parts))
-    wrong = sorted(k for k, v in ckpt.items() if tuple(v.shape) != tuple(model_sd[k].shape))
-    if wrong:
-        k = wrong[0]
-        others = f" (and {len(wrong) - 1} more key(s): {_one_line(wrong[1:])})" if len(wrong) > 1 else ""
-        raise ValueError(f"text checkpoint {path}: {k} has shape {tuple(ckpt[k].shape)} but the text trunk expects "
-                         f"{tuple(model_sd[k].shape)}{others}; set context_length, vocab_size and width to the "
-                         f"checkpoint's")
-    with torch.no_grad():
-        trunk.load_state_dict(ckpt, strict=True)
-    report.loaded = sorted(ckpt)
+    check_state_keys(model_sd, ckpt, "text trunk", path, hint=" (its layers, output_dim?)")
+    check_state_shapes(model_sd, ckpt, "text trunk", path, hint="; set context_length, vocab_size and width to the checkpoint's")
+    load_strict(trunk, ckpt, report)
     report.dropped.sort()
     return report
