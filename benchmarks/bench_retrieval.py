@@ -5,8 +5,9 @@ Trains the main model with train_contrastive.py's loop (``seisbind.training.trai
 loader, steps, the config's validations and checkpoints), then trains
 ``seisbind.evaluation.gather_cnn.GatherCNNBaseline`` on the same train split, on the same device
 and torch threads, for that wall time (``--cnn-seconds`` to give another). Both are then scored
-on the test split: the model's embeddings from ``embed_split`` (its ``final-model``, or
-``best-model`` with ``--model-folder best-model``), the CNN's ``similarity``; a random
+on the test split: the model's embeddings from ``embed_split`` (its ``best-model``, chosen on
+validation MRR, and the CNN's best validation checkpoint; or both at their last step with
+``--model-folder final-model``), the CNN's ``similarity``; a random
 similarity gives chance. ``--side-by-side`` trains the two at once instead, each on its own core
 (the CNN in a spawned process, stopped after the model's wall time, as ``seisbind quickstart``
 does): half the benchmark's time on a 2-core machine. Prints the machine and a markdown table of both directions' recall@1/5/10,
@@ -63,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-steps", type=int, help="main model's training steps (default: the config's max_steps)")
     parser.add_argument("--cnn-seconds", type=float, help="gather CNN wall time (default: the main model's)")
     parser.add_argument("--cnn-batch-size", type=int, default=32)
-    parser.add_argument("--model-folder", default="final-model", choices=("final-model", "best-model"))
+    parser.add_argument("--model-folder", default="best-model", choices=("final-model", "best-model"),
+                        help="the model scored: best-model (its best validation MRR; the gather CNN then keeps its "
+                             "own best validation checkpoint too) or final-model (both their last step)")
     parser.add_argument("--split", default="test", choices=("validation", "test"))
     parser.add_argument("--output-dir", help="training output folder (default: a temporary folder, removed after)")
     parser.add_argument("--batch-size", type=int, default=8, help="embedding batch of the main model")
@@ -100,11 +103,13 @@ def main(argv: list[str] | None = None) -> int:
             overrides += [f"max_steps={args.max_steps}", f"warmup_steps={min(warmup, args.max_steps // 10)}"]
         config = load_config(args.config, overrides)
         cuda = torch.cuda.is_available() and not config.cpu
+        # The CNN keeps its best validation checkpoint when the model is scored as its best-model.
+        select = args.model_folder == "best-model"
         beside = None
         if args.side_by_side:
             image_config = SeisBindConfig.from_dict(merge_overrides(get_model_config(config.model),
                                                                     config.model_overrides)).image  # fmt: skip
-            beside = start_in_process(args.data, args.split, None, config.seed, image_config, threads=1)
+            beside = start_in_process(args.data, args.split, None, config.seed, image_config, threads=1, select=select)
         print(f"[1/3] training {config.model} for {config.max_steps} steps ({args.config}) -> {out}"
               + (", the gather CNN beside it" if beside else ""), flush=True)
         try:
@@ -136,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[2/3] training the gather CNN for {cnn_seconds:.1f} s", flush=True)
             cnn = GatherCNNBaseline(max_seconds=cnn_seconds, batch_size=args.cnn_batch_size, seed=config.seed,
                                     device="cuda" if cuda else "cpu", image_config=model.config.image)
-            cnn.fit(load_paired(args.data, "train"))
+            cnn.fit(load_paired(args.data, "train"),
+                    validation=load_paired(args.data, "validation") if select and args.split != "validation" else None)
             cnn_similarity, cnn_fit_info = None, cnn.fit_info
         else:
             print("[2/3] the gather CNN trained beside the model", flush=True)

@@ -72,6 +72,27 @@ def test_learns_a_separable_pairing_far_above_chance_on_held_out_geologies():
     assert info["pairs_per_s"] > 0 and info["seconds"] >= info["train_seconds"] > 0
 
 
+def test_with_a_validation_split_it_keeps_its_best_validated_weights():
+    """Checked every eval_every steps and at the end; the weights it ends with score the MRR it
+    recorded on validation (a fit that kept its last weights would not, unless those were best)."""
+    from seisbind.evaluation.metrics import mean_reciprocal_rank
+
+    train, val = separable_split(32, seed=0), separable_split(12, seed=2)
+    baseline = GatherCNNBaseline(steps=7, batch_size=8, seed=0, eval_every=2, lr=3e-3)
+    baseline.fit(train, validation=val)
+    info = baseline.fit_info
+    assert info["kept_step"] in (2, 4, 6, 7) and info["steps"] == 7
+    again = mean_reciprocal_rank(baseline.similarity(val), positives(12, 2))
+    assert again == pytest.approx(info["validation_mrr"], abs=1e-9)
+    last = GatherCNNBaseline(steps=7, batch_size=8, seed=0, eval_every=2, lr=3e-3)
+    last.fit(train)  # no validation: its last step's weights
+    assert last.fit_info["kept_step"] == 7 and last.fit_info["validation_mrr"] is None
+    if info["kept_step"] != 7:
+        assert mean_reciprocal_rank(last.similarity(val), positives(12, 2)) <= info["validation_mrr"]
+    with pytest.raises(ValueError, match="eval_every"):
+        GatherCNNBaseline(eval_every=0)
+
+
 def test_a_step_budget_is_deterministic_for_a_seed():
     train, test = separable_split(12, seed=0), separable_split(4, seed=1)
     runs = []

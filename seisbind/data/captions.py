@@ -307,6 +307,14 @@ def make_captions(labels: dict, n: int, rng: np.random.Generator, templates: str
     return out
 
 
+def geology_captions(labels: dict, n: int, seed: int, stream: int, geology_id: int, templates: str = "train") -> list[str]:
+    """:func:`make_captions` of one geology drawn from ``SeedSequence(seed, stream, geology_id)``:
+    the same captions for a geology wherever they are made (training's pools, evaluation's queries;
+    each use its own ``stream``)."""
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(stream), int(geology_id)]))
+    return make_captions(labels, n, rng, templates=templates)
+
+
 # ---------------------------------------------------------------- zero-shot prompt sets
 
 _PROMPT_FRAMES = ("{}", "a seismic section of {}", "a velocity model with {}")

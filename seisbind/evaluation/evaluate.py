@@ -238,7 +238,7 @@ def _evaluate_here(model, before, data, split, stages, clock, *, baseline_steps,
     gather_sim, gather_info = None, None
     if gather_budget is not None and pending is None:
         gather = GatherCNNBaseline(**gather_budget, seed=seed, image_config=model.config.image)
-        gather.fit(data["train"])
+        gather.fit(data["train"], validation=data["validation"] if split != "validation" else None)
         gather_sim, gather_info = gather.similarity(data[split]), gather.fit_info
         lap("gather CNN")
 

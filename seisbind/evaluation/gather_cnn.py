@@ -22,7 +22,10 @@ embedding, L2-normalised; about 0.35 M parameters each. GroupNorm rather than Ba
 running statistics, so a short budget gives the same network in training and in evaluation.
 The two are trained together from scratch with open_clip's ClipLoss and a learnable CLIP logit
 scale, AdamW, on random batches of train geologies (one random source of each), for a budget of
-steps or of wall time (``fit_info`` records what was spent). Stations, channels, time length and
+steps or of wall time (``fit_info`` records what was spent). Given a validation split, it keeps
+the weights of its best validation waveform -> image MRR, checked every ``eval_every`` steps and
+at the end, as the main model's ``best-model`` is chosen: left to its last step, it overfits a
+small train split (training loss 0.06 after 1,500 quickstart steps, test R@1 down from 0.06 to 0.04). Stations, channels, time length and
 image size are read from the data; a dataset needs one station count and one time length.
 """
 
@@ -151,7 +154,7 @@ class GatherCNNBaseline:
                  lr: float = 1e-3, weight_decay: float = 0.05, warmup_steps: int = 20,
                  embed_dim: int = EMBED_DIM, eps: float = COMPRESSION_EPS, init_logit_scale: float = 1 / 0.07,
                  max_logit_scale: float = 100.0, seed: int = 0, device: str | torch.device = "cpu",
-                 image_config=None) -> None:
+                 image_config=None, eval_every: int = 150) -> None:
         if steps is None and max_seconds is None:
             steps = 300
         if steps is not None and steps < 1:
@@ -163,6 +166,9 @@ class GatherCNNBaseline:
         self.embed_dim, self.eps, self.seed, self.device = embed_dim, eps, seed, torch.device(device)
         self.init_logit_scale, self.max_logit_scale = init_logit_scale, max_logit_scale
         self.image_config = image_config
+        if eval_every < 1:
+            raise ValueError(f"eval_every must be at least 1; got {eval_every}")
+        self.eval_every = int(eval_every)
         self.waveform_cnn: WaveformCNN | None = None
         self.image_cnn: ImageCNN | None = None
         self.logit_scale = None
@@ -182,11 +188,26 @@ class GatherCNNBaseline:
     def budget(self) -> dict:
         return {"steps": self.steps, "max_seconds": self.max_seconds}
 
-    def fit(self, train, seconds_limit=None) -> list[float]:
+    def _validation_mrr(self, validation) -> float:
+        from seisbind.evaluation.metrics import mean_reciprocal_rank
+
+        sim = self.similarity(validation)
+        geologies = sim.shape[1]
+        truth = np.repeat(np.arange(geologies), sim.shape[0] // geologies)
+        self.waveform_cnn.train()
+        self.image_cnn.train()
+        return mean_reciprocal_rank(sim, truth[:, None] == np.arange(geologies)[None, :])
+
+    def _state(self) -> list[dict]:
+        return [{k: v.detach().clone() for k, v in m.state_dict().items()}
+                for m in (self.waveform_cnn, self.image_cnn, self.logit_scale)]  # fmt: skip
+
+    def fit(self, train, seconds_limit=None, validation=None) -> list[float]:
         """Train on ``train`` (a split: see :class:`seisbind.data.dataset.StoredRows`) within the
         budget; returns the step losses. ``seconds_limit`` (a callable returning seconds) replaces
         ``max_seconds`` and is read after every step: a wall budget set while the fit runs (see
-        :func:`start_in_process`)."""
+        :func:`start_in_process`). With a ``validation`` split the weights of the best validation
+        MRR are kept (see the module doc); its checks count in the budget, as the main model's do."""
         from seisbind.models.losses import build_loss
 
         rows = StoredRows(train)
@@ -205,6 +226,7 @@ class GatherCNNBaseline:
         self.waveform_cnn.train()
         self.image_cnn.train()
         losses, step, train_seconds = [], 0, 0.0
+        best = None  # (validation MRR, step, weights)
         # The budget's clock starts here: the imports and the building above (seconds in a freshly
         # spawned process, open_clip's import most of them) are not training.
         start = time.perf_counter()
@@ -227,18 +249,26 @@ class GatherCNNBaseline:
             train_seconds += time.perf_counter() - t
             if not math.isfinite(losses[-1]):
                 raise RuntimeError(f"gather CNN training diverged: loss {losses[-1]} at step {step}")
-            if self.steps is not None and step >= self.steps:
-                break
+            done = self.steps is not None and step >= self.steps
             if seconds_limit is not None:
                 self.max_seconds = float(seconds_limit())
-            if self.max_seconds is not None and time.perf_counter() - start >= self.max_seconds:
+            done = done or self.max_seconds is not None and time.perf_counter() - start >= self.max_seconds
+            if validation is not None and (done or step % self.eval_every == 0):
+                mrr = self._validation_mrr(validation)
+                if best is None or mrr > best[0]:
+                    best = (mrr, step, self._state())
+            if done:
                 break
+        if best is not None:
+            for module, state in zip((self.waveform_cnn, self.image_cnn, self.logit_scale), best[2]):
+                module.load_state_dict(state)
         seconds = time.perf_counter() - start
         self.fit_info = {
             "steps": step, "seconds": seconds, "train_seconds": train_seconds, "batch_size": batch,
             "pairs_per_s": step * batch / train_seconds if train_seconds > 0 else float("nan"),
             "budget": self.budget(), "final_loss": losses[-1], "logit_scale": float(self.logit_scale().detach()),
             "parameters": self.parameter_counts(), "threads": torch.get_num_threads(), "device": str(self.device),
+            "kept_step": best[1] if best else step, "validation_mrr": best[0] if best else None,
         }  # fmt: skip
         return losses
 
@@ -268,21 +298,23 @@ class GatherCNNBaseline:
 
 
 def fit_and_score(data_dir: str, split: str, budget: dict | None, seed: int, image_config, threads: int,
-                  shared_seconds=None) -> tuple[np.ndarray, dict]:
+                  shared_seconds=None, select: bool = True) -> tuple[np.ndarray, dict]:
     """Fit the gather CNN on ``data_dir``'s train split and score ``split``: ``(similarity, fit_info)``.
 
     The body of :func:`start_in_process`'s child: it reads the data from disk itself, so nothing
     but paths, numbers and the image config crosses the process boundary. ``budget`` None trains
     until ``shared_seconds`` (a ``multiprocessing.Value``, +inf until the parent sets it) have passed.
+    ``select`` keeps the weights of the best validation MRR (never when ``split`` is the validation split).
     """
     torch.set_num_threads(threads)
+    validation = load_paired(data_dir, "validation") if select and split != "validation" else None
     if budget is None:
         baseline = GatherCNNBaseline(max_seconds=math.inf, seed=seed, image_config=image_config)
-        baseline.fit(load_paired(data_dir, "train"), seconds_limit=lambda: shared_seconds.value)
+        baseline.fit(load_paired(data_dir, "train"), seconds_limit=lambda: shared_seconds.value, validation=validation)
         baseline.fit_info["budget"] = baseline.budget()  # the wall time the parent set
     else:
         baseline = GatherCNNBaseline(**budget, seed=seed, image_config=image_config)
-        baseline.fit(load_paired(data_dir, "train"))
+        baseline.fit(load_paired(data_dir, "train"), validation=validation)
     return baseline.similarity(load_paired(data_dir, split)), baseline.fit_info
 
 
@@ -341,7 +373,8 @@ class FitInProcess:
         self.conn.close()
 
 
-def start_in_process(data_dir, split: str, budget: dict | None, seed: int, image_config, threads: int) -> FitInProcess:
+def start_in_process(data_dir, split: str, budget: dict | None, seed: int, image_config, threads: int,
+                     select: bool = True) -> FitInProcess:
     """Start :func:`fit_and_score` in a fresh process.
 
     The gather CNN's budget is wall time, and its loop takes ``threads`` cores as the main
@@ -352,14 +385,15 @@ def start_in_process(data_dir, split: str, budget: dict | None, seed: int, image
     trains both at once, one core each). In one process the two would share the interpreter lock.
     The child is spawned, not forked (a forked child of a process that has run torch can
     deadlock in its thread pools), and answers through a pipe: a ``multiprocessing.Pool``'s queue
-    locks are left to the resource tracker, which warns of leaked semaphores at exit.
+    locks are left to the resource tracker, which warns of leaked semaphores at exit. ``select``:
+    as :func:`fit_and_score`.
     """
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
     receive, send = ctx.Pipe(duplex=False)
     shared = ctx.Value("d", math.inf, lock=False) if budget is None else None
-    process = ctx.Process(target=_child, args=(send, str(data_dir), split, budget, seed, image_config, threads, shared),
+    process = ctx.Process(target=_child, args=(send, str(data_dir), split, budget, seed, image_config, threads, shared, select),
                           daemon=True, name="gather-cnn")  # fmt: skip
     process.start()
     send.close()  # the child holds the sending end now

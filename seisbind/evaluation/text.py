@@ -103,17 +103,13 @@ def emergent_zero_shot(model, emb: dict, split: str) -> dict:
 
 def heldout_captions(dataset, seed: int = 0, templates: str = "heldout") -> list[str]:
     """One caption per geology of a decoded split, in the ``templates`` bank's phrasings."""
-    from seisbind.data.captions import make_captions
+    from seisbind.data.captions import geology_captions
     from seisbind.training.data import LABEL_COLUMNS
 
     cols = [c for c in LABEL_COLUMNS if c in dataset.column_names]
     table = dataset.with_format(None).select_columns(cols + ["geology_id"])[:]
-    captions = []
-    for i, gid in enumerate(table["geology_id"]):
-        labels = {c: table[c][i] for c in cols}
-        rng = np.random.default_rng(np.random.SeedSequence([seed, _CAPTION_SEED_STREAM, int(gid)]))
-        captions.append(make_captions(labels, 1, rng, templates=templates)[0])
-    return captions
+    return [geology_captions({c: table[c][i] for c in cols}, 1, seed, _CAPTION_SEED_STREAM, gid, templates)[0]
+            for i, gid in enumerate(table["geology_id"])]
 
 
 def text_retrieval(model, dataset, emb, seed: int = 0, batch_size: int = 64, templates: str = "heldout") -> dict:

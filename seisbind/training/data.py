@@ -212,16 +212,15 @@ class PairDataset(Dataset):
 
     def caption_pool(self, index: int) -> list[str]:
         """The captions the pairs of row ``index`` draw from (made once per geology and kept)."""
-        from seisbind.data.captions import make_captions
+        from seisbind.data.captions import geology_captions
 
         if index not in self._caption_pools:
             row = self.rows[int(index)]
             labels = {k: _scalar(row[k]) for k in LABEL_COLUMNS if k in row}
             if "family" not in labels:
                 raise ValueError("captions need the rows' labels: load them with load_rows(..., labels=True)")
-            gid = int(row["geology_id"])
-            rng = np.random.default_rng(np.random.SeedSequence([self.seed, _CAPTION_STREAM, gid]))
-            self._caption_pools[index] = make_captions(labels, self.captions_per_geology, rng)
+            self._caption_pools[index] = geology_captions(labels, self.captions_per_geology, self.seed,
+                                                          _CAPTION_STREAM, row["geology_id"])  # fmt: skip
         return self._caption_pools[index]
 
     def _caption_tokens(self, index: int) -> torch.Tensor:
