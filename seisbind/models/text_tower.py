@@ -274,44 +274,6 @@ def _read_weights(path: str) -> dict[str, torch.Tensor]:
     return weights
 
 
-def load_text_checkpoint(self, path: str | os.PathLike) -> LoadReport:
-        """Load a local CLIP/open_clip checkpoint's text tower; see :func:`load_text_checkpoint`."""
-        return load_text_checkpoint(self, path)
-
-
-# ---------------------------------------------------------------- checkpoint import
-
-_TEXT_KEYS = ("token_embedding.", "positional_embedding", "transformer.", "ln_final.", "text_projection", "attn_mask")
-_WRAPPERS = ("state_dict", "model")  # open_clip's training checkpoints: {"epoch", "state_dict", "optimizer", ...}
-
-
-def _read_weights(path: str) -> dict[str, torch.Tensor]:
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        try:
-            obj: Any = load_file(path)
-        except Exception as err:
-            raise ValueError(f"could not read safetensors file {path}: {err}") from err
-    else:
-        obj = safe_torch_load(path)  # weights_only=True: refuses any pickled class but known-inert ones
-    for key in _WRAPPERS:
-        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
-            obj = obj[key]
-            break
-    if not isinstance(obj, Mapping) or not obj:
-        raise ValueError(f"text checkpoint {path}: expected a state dict (names to tensors); got {type(obj).__name__}")
-    weights = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    if weights and all(k.startswith("module.") for k in weights):  # saved from DistributedDataParallel
-        weights = {k[len("module."):]: v for k, v in weights.items()}
-    return weights
-
-
-def _one_line(keys: list[str], limit: int = 6) -> str:
-    more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
-    return ", ".join(keys[:limit]) + more
-
-
 def load_text_checkpoint(trunk: TextTrunk, path: str | os.PathLike) -> LoadReport:
     """Initialise a text trunk from a local CLIP/open_clip checkpoint file.
 
