@@ -89,8 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     from seisbind.evaluation.embed import embed_split
     from seisbind.evaluation.evaluate import retrieval_both_ways
     from seisbind.evaluation.gather_cnn import GatherCNNBaseline, start_in_process
-    from seisbind.models.config import SeisBindConfig, merge_overrides
-    from seisbind.models.factory import get_model_config
+    from seisbind.models.factory import model_config
     from seisbind.models.joint import SeisBindModel
     from seisbind.training import load_config, train
 
@@ -107,8 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         select = args.model_folder == "best-model"
         beside = None
         if args.side_by_side:
-            image_config = SeisBindConfig.from_dict(merge_overrides(get_model_config(config.model),
-                                                                    config.model_overrides)).image  # fmt: skip
+            image_config = model_config(config.model, **config.model_overrides).image
             beside = start_in_process(args.data, args.split, None, config.seed, image_config, threads=1, select=select)
         print(f"[1/3] training {config.model} for {config.max_steps} steps ({args.config}) -> {out}"
               + (", the gather CNN beside it" if beside else ""), flush=True)

@@ -62,8 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from seisbind.evaluation.cli import record_in_model_card
     from seisbind.evaluation.evaluate import available_cores, evaluate, markdown_tables, write_json
     from seisbind.evaluation.gather_cnn import start_in_process
-    from seisbind.models.config import SeisBindConfig, merge_overrides
-    from seisbind.models.factory import get_model_config
+    from seisbind.models.factory import model_config
     from seisbind.search.export import export
     from seisbind.search.index_cli import build, panel, query
     from seisbind.training.config import load_config
@@ -97,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     # their data worker is light), and stops after as much wall time as they took.
     gather_cnn = None
     if available_cores() >= (config.threads or available_cores()) + 1:
-        image_config = SeisBindConfig.from_dict(merge_overrides(get_model_config(config.model), config.model_overrides)).image
+        image_config = model_config(config.model, **config.model_overrides).image
         gather_cnn = start_in_process(out / "data", "test", None, args.seed, image_config, threads=1)
     try:
         t = time.perf_counter()

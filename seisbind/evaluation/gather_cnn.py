@@ -25,8 +25,9 @@ scale, AdamW, on random batches of train geologies (one random source of each), 
 steps or of wall time (``fit_info`` records what was spent). Given a validation split, it keeps
 the weights of its best validation waveform -> image MRR, checked every ``eval_every`` steps and
 at the end, as the main model's ``best-model`` is chosen: left to its last step, it overfits a
-small train split (training loss 0.06 after 1,500 quickstart steps, test R@1 down from 0.06 to 0.04). Stations, channels, time length and
-image size are read from the data; a dataset needs one station count and one time length.
+small train split (training loss 0.06 after 1,500 quickstart steps, test R@1 down from 0.06 to
+0.04). Stations, channels, time length and image size are read from the data; a dataset needs
+one station count and one time length.
 """
 
 from __future__ import annotations
@@ -198,9 +199,11 @@ class GatherCNNBaseline:
         self.image_cnn.train()
         return mean_reciprocal_rank(sim, truth[:, None] == np.arange(geologies)[None, :])
 
+    def _modules(self) -> tuple[nn.Module, ...]:
+        return self.waveform_cnn, self.image_cnn, self.logit_scale
+
     def _state(self) -> list[dict]:
-        return [{k: v.detach().clone() for k, v in m.state_dict().items()}
-                for m in (self.waveform_cnn, self.image_cnn, self.logit_scale)]  # fmt: skip
+        return [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in self._modules()]
 
     def fit(self, train, seconds_limit=None, validation=None) -> list[float]:
         """Train on ``train`` (a split: see :class:`seisbind.data.dataset.StoredRows`) within the
@@ -260,7 +263,7 @@ class GatherCNNBaseline:
             if done:
                 break
         if best is not None:
-            for module, state in zip((self.waveform_cnn, self.image_cnn, self.logit_scale), best[2]):
+            for module, state in zip(self._modules(), best[2]):
                 module.load_state_dict(state)
         seconds = time.perf_counter() - start
         self.fit_info = {

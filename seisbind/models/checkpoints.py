@@ -194,7 +194,7 @@ def _one_line(keys: list[str], limit: int = 6) -> str:
 
 
 def check_state_keys(model_sd: Mapping[str, torch.Tensor], ckpt: Mapping[str, torch.Tensor], what: str, path: str,
-                hint: str = "") -> None:
+                     hint: str = "") -> None:
     """One line naming the keys ``what`` expects and ``ckpt`` lacks, and those it has that ``what``
     does not (``hint``: what to check, e.g. the config sizes)."""
     missing = sorted(set(model_sd) - set(ckpt))
@@ -209,7 +209,7 @@ def check_state_keys(model_sd: Mapping[str, torch.Tensor], ckpt: Mapping[str, to
 
 
 def check_state_shapes(model_sd: Mapping[str, torch.Tensor], ckpt: Mapping[str, torch.Tensor], what: str, path: str,
-                  hint: str = "") -> None:
+                       hint: str = "") -> None:
     wrong = [f"{k}: model expects {_fmt(model_sd[k].shape)}, checkpoint has {_fmt(v.shape)}"
              for k, v in ckpt.items() if tuple(v.shape) != tuple(model_sd[k].shape)]  # fmt: skip
     if wrong:

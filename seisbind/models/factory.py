@@ -69,6 +69,12 @@ def get_model_config(name: str) -> dict[str, Any]:
     return config
 
 
+def model_config(name: str, **overrides: Any) -> SeisBindConfig:
+    """The resolved config of architecture ``name`` with ``overrides`` (as :func:`create_model`
+    takes them), without building the model."""
+    return SeisBindConfig.from_dict(merge_overrides(get_model_config(name), overrides))
+
+
 def create_model(
     name: str,
     *,
@@ -82,8 +88,7 @@ def create_model(
     ``create_model("tiny", loss="siglip", image={"img_size": 128})``. ``image_checkpoint`` is an
     SFM MAE ``.pth``, ``waveform_checkpoint`` a SeisLM Lightning ``.ckpt``.
     """
-    config = SeisBindConfig.from_dict(merge_overrides(get_model_config(name), overrides))
-    model = SeisBindModel(config)
+    model = SeisBindModel(model_config(name, **overrides))
     if image_checkpoint is not None:
         model.load_tower_checkpoint(ModalityType.IMAGE, image_checkpoint)
     if waveform_checkpoint is not None:
