@@ -246,6 +246,11 @@ def test_loss_decreases_and_checkpoints_are_verified(tiny_data, tmp_path):
     best = seisbind.models.SeisBindModel.from_pretrained(tmp_path / "best-model")
     assert best.config.image.img_size == 32
     assert 0.0 <= result.metrics["wave_to_image_r1"] <= 1.0 and result.metrics["gallery_size"] == 2
+    # best-model is the validation of highest waveform -> image MRR (the first, on a tie)
+    mrr = {s: metrics_at(tmp_path, s)["val/wave_to_image_mrr"] for s in (15, 30)}
+    best_step = max(mrr, key=lambda s: (mrr[s], -s))
+    assert result.best_step == best_step and result.best_metric == pytest.approx(mrr[best_step])
+    assert json.loads((tmp_path / "best-model" / "training.json").read_text())["step"] == best_step
 
 
 def test_a_corrupted_checkpoint_is_refused_and_resume_falls_back(tiny_data, tmp_path, capsys):
