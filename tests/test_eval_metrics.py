@@ -31,6 +31,7 @@ def test_average_precision_with_several_positives():
     assert M.mean_average_precision(sim, pos) == pytest.approx((1 + 2 / 3) / 2)
     report = M.retrieval_report(sim, pos)
     assert report["recall@1"] == 1.0 and report["gallery_size"] == 4 and report["positives_per_query"] == 2
+    assert report["mAP"] == pytest.approx((1 + 2 / 3) / 2) and report["mean_rank"] == 1.0
 
 
 def test_ties_count_against_the_query():

@@ -39,9 +39,21 @@ def first_positive_rank(similarity: np.ndarray, positives: np.ndarray) -> np.nda
     return np.array([r[0] for r in positive_ranks(similarity, positives)])
 
 
+def _recall(first_ranks: np.ndarray, k: int) -> float:
+    return float(np.mean(first_ranks <= k))
+
+
+def _reciprocal(first_ranks: np.ndarray) -> float:
+    return float(np.mean(1.0 / first_ranks))
+
+
+def _average_precision(ranks: list[np.ndarray]) -> float:
+    return float(np.mean([np.mean(np.arange(1, len(r) + 1) / r) for r in ranks]))
+
+
 def recall_at_k(similarity: np.ndarray, positives: np.ndarray, k: int) -> float:
     """Share of queries with at least one positive in the top ``k`` (CLIP_benchmark's definition)."""
-    return float(np.mean(first_positive_rank(similarity, positives) <= k))
+    return _recall(first_positive_rank(similarity, positives), k)
 
 
 def median_rank(similarity: np.ndarray, positives: np.ndarray) -> float:
@@ -54,26 +66,26 @@ def mean_rank(similarity: np.ndarray, positives: np.ndarray) -> float:
 
 def mean_reciprocal_rank(similarity: np.ndarray, positives: np.ndarray) -> float:
     """Mean over queries of 1 / (rank of the best-placed positive): a smooth recall@1."""
-    return float(np.mean(1.0 / first_positive_rank(similarity, positives)))
+    return _reciprocal(first_positive_rank(similarity, positives))
 
 
 def mean_average_precision(similarity: np.ndarray, positives: np.ndarray) -> float:
     """Mean over queries of average precision: mean over positives of (hits so far / rank)."""
-    aps = []
-    for ranks in positive_ranks(similarity, positives):
-        aps.append(np.mean(np.arange(1, len(ranks) + 1) / ranks))
-    return float(np.mean(aps))
+    return _average_precision(positive_ranks(similarity, positives))
 
 
 def retrieval_report(similarity: np.ndarray, positives: np.ndarray, ks=(1, 5, 10)) -> dict:
-    """Every retrieval figure for one direction, with the gallery size they depend on."""
-    ranks = first_positive_rank(similarity, positives)
-    out = {f"recall@{k}": float(np.mean(ranks <= k)) for k in ks}
+    """Every retrieval figure for one direction, with the gallery size they depend on: the ranks
+    are found once and the figures are the functions above of them (training's validation and
+    evaluation both report through here)."""
+    all_ranks = positive_ranks(similarity, positives)
+    ranks = np.array([r[0] for r in all_ranks])
+    out = {f"recall@{k}": _recall(ranks, k) for k in ks}
     out.update(
         median_rank=float(np.median(ranks)),
         mean_rank=float(np.mean(ranks)),
-        mrr=float(np.mean(1.0 / ranks)),
-        mAP=mean_average_precision(similarity, positives),
+        mrr=_reciprocal(ranks),
+        mAP=_average_precision(all_ranks),
         queries=int(similarity.shape[0]),
         gallery_size=int(similarity.shape[1]),
         positives_per_query=float(np.asarray(positives).sum(1).mean()),

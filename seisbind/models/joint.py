@@ -288,13 +288,10 @@ class SeisBindModel(
 
     def _encode_input(self, modality: str, value, extra: dict[str, Any]) -> torch.Tensor:
         """One modality of ``forward``, through its ``encode_<modality>`` convenience where there is one
-        (they accept NumPy and unbatched input), else :meth:`encode`."""
-        if modality == ModalityType.IMAGE:
-            return self.encode_image(value)
-        if modality == ModalityType.WAVEFORM:
-            return self.encode_waveform(value, extra.get("station_mask"), station_x_m=extra.get("station_x_m"))
-        if modality == ModalityType.TEXT:
-            return self.encode_text(value)
+        (they accept NumPy and unbatched input, and take the side inputs by name), else :meth:`encode`."""
+        convenience = getattr(self, f"encode_{modality}", None)
+        if callable(convenience):
+            return convenience(value, **extra)
         return self.encode(modality, value, **extra)
 
     def encode_text(self, texts, normalize: bool = True) -> torch.Tensor:

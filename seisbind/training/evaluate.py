@@ -17,23 +17,23 @@ from seisbind.training.data import decode_image, decode_positions, decode_record
 def recall_metrics(image_emb: torch.Tensor, waveform_emb: torch.Tensor) -> dict[str, float]:
     """Retrieval metrics from embeddings: images (G, D), waveforms (G, S, D) with S sources per image.
 
-    Computed by :mod:`seisbind.evaluation.metrics`, the one implementation evaluation uses too (a
-    positive tied with a negative ranks below it)."""
-    from seisbind.evaluation.metrics import first_positive_rank
+    Computed by :func:`seisbind.evaluation.metrics.retrieval_report`, the one implementation
+    evaluation uses too (a positive tied with a negative ranks below it)."""
+    from seisbind.evaluation.metrics import retrieval_report
 
     g, s, d = waveform_emb.shape
     sims = (waveform_emb.reshape(g * s, d).float() @ image_emb.float().T).cpu().numpy()  # (queries, gallery)
     truth = np.repeat(np.arange(g), s)
     positives = truth[:, None] == np.arange(g)[None, :]
-    rank = first_positive_rank(sims, positives)  # 1-based
+    w2i = retrieval_report(sims, positives, ks=(1, 5))
     # Image to waveform: correct if the image's best-placed waveform is one of its sources.
-    i2w = first_positive_rank(sims.T, positives.T)
+    i2w = retrieval_report(sims.T, positives.T, ks=(1,))
     return {
-        "wave_to_image_r1": float(np.mean(rank <= 1)),
-        "wave_to_image_r5": float(np.mean(rank <= 5)),
-        "wave_to_image_mean_rank": float(np.mean(rank)),
-        "wave_to_image_mrr": float(np.mean(1.0 / rank)),
-        "image_to_wave_r1": float(np.mean(i2w <= 1)),
+        "wave_to_image_r1": w2i["recall@1"],
+        "wave_to_image_r5": w2i["recall@5"],
+        "wave_to_image_mean_rank": w2i["mean_rank"],
+        "wave_to_image_mrr": w2i["mrr"],
+        "image_to_wave_r1": i2w["recall@1"],
         "gallery_size": float(g),
         "chance_r1": 1.0 / g,
     }
