@@ -48,13 +48,20 @@ class WaveformAugment:
         level = float(rng.uniform(*self.noise_level))
         noise = rng.standard_normal(x.shape, dtype=np.float32)
 
+        # In place where it can be: an OpenFWI record is 350,000 samples, and a data worker builds
+        # 32 of them a step (the temporaries of the plain expression took 0.25 s of it).
         out = shift_record(x, shift)
         live = np.abs(x).max(axis=-1, keepdims=True) > 0
-        rms = float(np.sqrt(np.mean(np.square(x[live[..., 0]])))) if live.any() else 0.0
-        out = out * np.float32(gain)
+        flat = x.reshape(-1)
+        # A dead channel is all zeros, so the sum of squares over every sample is that of the live ones.
+        live_samples = int(live.sum()) * x.shape[-1]
+        rms = float(np.sqrt(np.dot(flat, flat) / live_samples)) if live_samples else 0.0
+        out *= np.float32(gain)
         if level > 0 and rms > 0:
-            out = out + np.where(live, noise * np.float32(level * rms), np.float32(0.0))
-        return out.astype(np.float32, copy=False)
+            noise *= np.float32(level * rms)
+            noise *= live  # no noise on a dead channel
+            out += noise
+        return out
 
 
 def shift_record(x: np.ndarray, shift: int) -> np.ndarray:

@@ -247,11 +247,14 @@ def collate_pairs(items: Sequence[dict]) -> dict[str, torch.Tensor]:
         raise ValueError(f"records in one batch must share (channels, time); got {sorted(shapes)}")
     (channels, samples), = shapes
     k = max(it["waveforms"].shape[0] for it in items)
-    waveforms = torch.zeros(len(items), k, channels, samples)
+    # Only the padding is zeroed (a batch of OpenFWI records is 45 MB: zeroing it all first cost a
+    # third of the collation).
+    waveforms = torch.empty(len(items), k, channels, samples)
     mask = torch.zeros(len(items), k, dtype=torch.bool)
     for i, it in enumerate(items):
         n = it["waveforms"].shape[0]
         waveforms[i, :n] = it["waveforms"]
+        waveforms[i, n:] = 0.0
         mask[i, :n] = True
     batch = {
         "images": torch.stack([it["image"] for it in items]),
