@@ -1,7 +1,7 @@
 """Test retrieval of a trained model against the gather CNN baseline trained for the same wall time.
 
 Trains the main model with train_contrastive.py's loop (``seisbind.training.train``: the config's
-``max_steps``, or ``--max-steps``) and measures its wall time (the whole ``train()`` call: data
+``max_steps``, or as many as fit its ``time_budget_s``, or ``--max-steps``) and measures its wall time (the whole ``train()`` call: data
 loader, steps, the config's validations and checkpoints), then trains
 ``seisbind.evaluation.gather_cnn.GatherCNNBaseline`` on the same train split, on the same device
 and torch threads, for that wall time (``--cnn-seconds`` to give another). Both are then scored
@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides = ["tracker=none", "progress=false", *args.set, f"data={args.data}", f"output_dir={out}"]
         if args.max_steps:
             warmup = load_config(args.config, overrides).warmup_steps
-            overrides += [f"max_steps={args.max_steps}", f"warmup_steps={min(warmup, args.max_steps // 10)}"]
+            overrides += [f"max_steps={args.max_steps}", "time_budget_s=null",
+                          f"warmup_steps={min(warmup, args.max_steps // 10)}"]
         config = load_config(args.config, overrides)
         cuda = torch.cuda.is_available() and not config.cpu
         # The CNN keeps its best validation checkpoint when the model is scored as its best-model.
@@ -108,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.side_by_side:
             image_config = model_config(config.model, **config.model_overrides).image
             beside = start_in_process(args.data, args.split, None, config.seed, image_config, threads=1, select=select)
-        print(f"[1/3] training {config.model} for {config.max_steps} steps ({args.config}) -> {out}"
+        length = (f"{config.time_budget_s:g} s (at most {config.max_steps} steps)" if config.time_budget_s
+                  else f"{config.max_steps} steps")
+        print(f"[1/3] training {config.model} for {length} ({args.config}) -> {out}"
               + (", the gather CNN beside it" if beside else ""), flush=True)
         try:
             t = time.perf_counter()
@@ -125,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         if metrics_file.exists():
             entries = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
             windows = [e["train/pairs_per_s"] for e in entries if "train/pairs_per_s" in e]
-        pairs = config.max_steps * config.batch_size * config.gradient_accumulation_steps
+        pairs = result.step * config.batch_size * config.gradient_accumulation_steps
         main_train = {
             "seconds": train_seconds, "steps": result.step, "pairs_per_s": pairs / train_seconds,
             "pairs_per_s_logged_median": statistics.median(windows) if windows else None,

@@ -31,7 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/quickstart", help="folder for everything the quickstart writes")
     p.add_argument("--num-geologies", type=int, default=1000, help="800 train / 100 validation / 100 test")
     p.add_argument("--workers", type=int, default=0, help="generation workers (0 = one per CPU)")
-    p.add_argument("--max-steps", type=int, help="training steps (default: configs/quickstart.yaml)")
+    p.add_argument("--max-steps", type=int,
+                   help="train exactly this many steps (default: as many as fit configs/quickstart.yaml's time_budget_s)")
     p.add_argument("--batch-size", type=positive_int, help="training batch (default: configs/quickstart.yaml)")
     p.add_argument("--baseline-steps", type=int, default=200, help="training steps of the spectrogram baseline")
     add_set_argument(p, "a train config key of step 2 (configs/quickstart.yaml)", "lr=1e-3")
@@ -87,9 +88,10 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size:
         overrides.append(f"batch_size={args.batch_size}")
     if args.max_steps:
-        # a shortened run keeps the warm-up a tenth of it, and evaluates and saves at its end
+        # exactly this many steps (no time budget); the warm-up a tenth of them, and one evaluation
+        # and save at the end
         every = max(1, args.max_steps)
-        overrides += [f"max_steps={args.max_steps}", f"warmup_steps={args.max_steps // 10}",
+        overrides += [f"max_steps={args.max_steps}", "time_budget_s=null", f"warmup_steps={args.max_steps // 10}",
                       f"eval_every={every}", f"save_every={every}"]  # fmt: skip
     config = load_config(TRAIN_CONFIG, overrides + list(args.set))
     # The gather CNN trains beside the towers, one core each (the towers' loop has config.threads,

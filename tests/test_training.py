@@ -408,6 +408,48 @@ def test_resume_logs_the_same_loss_means_and_a_finished_run_keeps_its_final_metr
     assert json.loads((whole / "final-model" / "training.json").read_text()) == final_info
 
 
+def test_steps_within_budget_by_hand():
+    from seisbind.training.budget import MARGIN, steps_within_budget
+
+    # 10 steps in 10 s; 0.5 s a step and a 2 s validation every 10 steps: 0.7 s per further step,
+    # after the margin and the final validation.
+    expected = 10 + int((100 * (1 - MARGIN) - 10 - 2) // 0.7)
+    assert steps_within_budget(100, 10, 10, 0.5, 2.0, 10, 1000) == expected
+    assert steps_within_budget(100, 10, 10, 0.5, 2.0, 10, 50) == 50  # the cap
+    assert steps_within_budget(100, 200, 10, 0.5, 2.0, 10, 1000) == 10  # spent: stop where it is
+    assert steps_within_budget(100, 0, 0, 1.0, 0.0, 0, 1000) == int(100 * (1 - MARGIN))
+    with pytest.raises(ValueError, match="positive"):
+        steps_within_budget(0, 0, 0, 1.0, 0.0, 0, 10)
+
+
+def test_a_time_budget_is_the_run_of_its_step_count_and_a_resume_keeps_the_count(tiny_data, tmp_path):
+    """The count is fixed at the end of warm-up, before the schedule depends on it: the budgeted run
+    equals the run configured with that many steps, and its checkpoints carry the count."""
+    import shutil
+
+    common = dict(max_steps=5000, warmup_steps=6, time_budget_s=6.0, save_every=2, keep_last=10000, eval_every=0,
+                  log_every=2, seed=5)
+    budgeted = train(tiny_config(tiny_data, tmp_path / "budgeted", **common))
+    n = budgeted.step
+    assert 6 < n < 5000  # stopped by the budget, not by max_steps
+    assert metrics_at(tmp_path / "budgeted", 6)["budget/total_steps"] == n
+    fixed = train(tiny_config(tiny_data, tmp_path / "fixed", **{**common, "time_budget_s": None, "max_steps": n}))
+    assert fixed.step == n and fixed.losses == pytest.approx(budgeted.losses, abs=1e-6)
+    # Killed after its first checkpoint past warm-up, resumed with a budget that would choose another count.
+    cut = tmp_path / "cut"
+    shutil.copytree(tmp_path / "budgeted", cut)
+    for path in (cut / "checkpoints").iterdir():
+        if int(path.name.split("-")[1]) > 8:
+            shutil.rmtree(path)
+    shutil.rmtree(cut / "final-model")
+    resumed = train(tiny_config(tiny_data, cut, resume="latest", **{**common, "time_budget_s": 1000.0}))
+    assert resumed.step == n and resumed.loss == pytest.approx(budgeted.loss, abs=1e-6)
+    with pytest.raises(ValueError, match="time_budget_s needs warmup_steps"):
+        tiny_config(tiny_data, tmp_path / "x", time_budget_s=10.0, warmup_steps=2)
+    with pytest.raises(ValueError, match="time_budget_s must be a positive"):
+        tiny_config(tiny_data, tmp_path / "x", time_budget_s=-1.0)
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

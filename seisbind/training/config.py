@@ -9,6 +9,7 @@ was expected. Values on the command line are read as YAML (``lr=3e-4``, ``amplit
 from __future__ import annotations
 
 import dataclasses
+import math
 import difflib
 import os
 import types
@@ -67,6 +68,10 @@ class TrainConfig:
 
     # Optimisation.
     max_steps: int = 1000
+    # Train for about this many seconds instead: the run times its warm-up and then fixes its step
+    # count (at most max_steps) to what fits, with the schedule of that many steps
+    # (seisbind.training.budget); the count is logged (budget/total_steps) and kept on resume.
+    time_budget_s: float | None = None
     lr: float = 1e-3
     weight_decay: float = 0.1  # not applied to norms, biases, the logit scale or other 0-/1-D tensors
     betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
@@ -141,6 +146,12 @@ class TrainConfig:
             elif not (low <= pair[0] <= pair[1]) or (key == "amplitude_scale" and pair[0] <= 0):
                 bound = "0 <" if key == "amplitude_scale" else "0 <="
                 raise ValueError(f"train config: {key} must be [low, high] with {bound} low <= high; got {pair!r}")
+        if self.time_budget_s is not None and not (math.isfinite(self.time_budget_s) and self.time_budget_s > 0):
+            raise ValueError(f"train config: time_budget_s must be a positive number of seconds or null; "
+                             f"got {self.time_budget_s!r}")
+        if self.time_budget_s is not None and self.warmup_steps < 4:
+            raise ValueError(f"train config: time_budget_s needs warmup_steps >= 4 (the run times its warm-up to "
+                             f"choose its step count); got {self.warmup_steps}")
         if self.warmup_steps >= self.max_steps and self.warmup_steps > 0:
             raise ValueError(f"train config: warmup_steps ({self.warmup_steps}) must be below "
                              f"max_steps ({self.max_steps})")

@@ -6,9 +6,11 @@ the trackers. The contrastive loss is open_clip's, told the process's rank and t
 so it scores the global batch (features gathered with their gradients).
 
 ``step`` counts optimiser steps. After step ``s`` the loop logs, validates (every ``eval_every``
-steps and at the end), keeps the best model (``best-model/``, by waveform-to-image recall@1) and
-checkpoints (every ``save_every`` steps and at the end); a checkpoint of step ``s`` resumes at
-step ``s + 1`` with the data, optimiser, scheduler and random state the uninterrupted run had.
+steps and at the end), keeps the best model (``best-model/``, by waveform-to-image mean reciprocal
+rank) and checkpoints (every ``save_every`` steps and at the end); a checkpoint of step ``s``
+resumes at step ``s + 1`` with the data, optimiser, scheduler and random state the uninterrupted
+run had. The run is ``max_steps`` long, or with ``time_budget_s`` as many steps as fit that many
+seconds of the loop, chosen at the end of warm-up (:mod:`seisbind.training.budget`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import torch
 
 from seisbind.modalities import ModalityType
 from seisbind.training.augment import WaveformAugment
+from seisbind.training.budget import StepBudget
 from seisbind.training.checkpointing import (
     TMP_PREFIX,
     TRAINER_STATE_NAME,
@@ -58,7 +61,7 @@ BEST_DIR, FINAL_DIR = "best-model", "final-model"
 _TRAJECTORY_KEYS = ("model", "model_overrides", "data", "seed", "batch_size", "gradient_accumulation_steps",
                     "min_stations", "max_stations", "station_drop_prob", "mirror_prob", "amplitude_scale", "noise_level",
                     "max_time_shift_s", "lr", "weight_decay", "warmup_steps", "max_steps", "lock", "lock_image",
-                    "lock_waveform", "captions_per_geology")
+                    "lock_waveform", "captions_per_geology", "time_budget_s")
 
 
 class TrainingDiverged(RuntimeError):
@@ -165,6 +168,26 @@ def model_inputs(batch: dict, device) -> dict:
     return out
 
 
+def _decide_budget(budget: StepBudget, core, val_rows, accelerator, config: TrainConfig, step: int, log) -> int:
+    """Fix a budgeted run's step count at the end of warm-up (every process gets the main one's)."""
+    from accelerate.utils import broadcast_object_list
+
+    window_end = time.perf_counter()
+    evaluate_retrieval(core, val_rows, accelerator, config.val_batch_size)  # timed only: changes no state
+    total = budget.decide(window_end, time.perf_counter(), config.eval_every, config.max_steps)
+    total = max(int(broadcast_object_list([total])[0]), step)
+    log(f"time budget {config.time_budget_s:g} s: {total} steps fit ({budget.seconds_per_step:.3f} s a step, "
+        f"{budget.seconds_per_validation:.1f} s a validation; at most max_steps {config.max_steps})")
+    return total
+
+
+def _set_total_steps(scheduler, total_steps: int) -> None:
+    """Point the cosine of a ``build_scheduler`` schedule (Accelerate-wrapped or not) at ``total_steps``."""
+    inner = getattr(scheduler, "scheduler", scheduler)
+    for fn in inner.lr_lambdas:
+        fn.total_steps = int(total_steps)
+
+
 def model_card_info(config: TrainConfig) -> dict:
     """What the saved models' cards say of their training: the resolved config, and the data folder
     with its generation plan's scenario, size and seed (when it is a `seisbind generate` folder)."""
@@ -267,6 +290,10 @@ def train(config: TrainConfig) -> TrainResult:
     card = model_card_info(config)
 
     start_step, best_metric, best_step = 0, None, None
+    # The run's step count: max_steps, or with time_budget_s what fits the budget (fixed at the end
+    # of warm-up; see seisbind.training.budget) and kept in the checkpoints.
+    total_steps, budget_decided, seconds_before = config.max_steps, config.time_budget_s is None, 0.0
+    budgeted_total = False  # total_steps was chosen by a time budget (this run's or the checkpoint's)
     # The loss window being averaged for the next log line, carried through checkpoints so a resumed
     # run logs the same means as an uninterrupted one.
     window_loss, window_steps = 0.0, 0
@@ -275,6 +302,9 @@ def train(config: TrainConfig) -> TrainResult:
         state = read_trainer_state(resume_folder)
         start_step, best_metric, best_step = int(state["step"]), state.get("best_metric"), state.get("best_step")
         window_loss, window_steps = float(state.get("window_loss", 0.0)), int(state.get("window_steps", 0))
+        if state.get("budget_decided"):
+            total_steps, budget_decided, budgeted_total = int(state["total_steps"]), True, True
+        seconds_before = float(state.get("train_seconds", 0.0))
         changed = [k for k in _TRAJECTORY_KEYS if state.get("config", {}).get(k) != config.to_dict()[k]]
         if state.get("world_size") != world:
             changed.append("world_size")
@@ -320,7 +350,9 @@ def train(config: TrainConfig) -> TrainResult:
     def trainer_state(step: int) -> dict[str, Any]:
         return {"step": step, "best_metric": best_metric, "best_step": best_step, "world_size": world,
                 "global_batch_size": global_batch, "config": config.to_dict(),
-                "window_loss": window_loss, "window_steps": window_steps}
+                "window_loss": window_loss, "window_steps": window_steps, "total_steps": total_steps,
+                "budget_decided": budgeted_total,
+                "train_seconds": seconds_before + time.perf_counter() - started}
 
     def save_checkpoint(step: int) -> Path:
         name = step_dir_name(step)
@@ -350,11 +382,23 @@ def train(config: TrainConfig) -> TrainResult:
     last_loss = None
     rate_steps, window_start = 0, time.perf_counter()  # throughput: steps timed in this process
     clip = config.grad_clip_norm
-    bar = tqdm(total=config.max_steps, initial=start_step, disable=not (config.progress and main),
+    bar = tqdm(total=total_steps, initial=start_step, disable=not (config.progress and main),
                desc="train", dynamic_ncols=True)
     batches = iter(loader)
+    loop_start = time.perf_counter()
+    budget = None
+    if not budget_decided and start_step >= config.warmup_steps:
+        log(f"note: time_budget_s is ignored: the run resumes at step {start_step}, after its warm-up, from a "
+            f"checkpoint without a budgeted step count; it runs max_steps ({config.max_steps})")
+        budget_decided = True
+    if not budget_decided:
+        # The budget counts the whole call (set-up included: it is wall time a user waits for).
+        budget = StepBudget(config.time_budget_s, config.warmup_steps, started - seconds_before)
+        budget.window_first = max(budget.window_first, start_step)  # a run resumed in warm-up times its own steps
+    step = start_step
     try:
-        for step in range(start_step + 1, config.max_steps + 1):
+        while step < total_steps:
+            step += 1
             model.train()
             step_loss, grad_norm = 0.0, None
             for micro in range(accum):
@@ -383,7 +427,7 @@ def train(config: TrainConfig) -> TrainResult:
             scale = float(core.logit_scale().detach())
             bar.update(1)
 
-            if step % config.log_every == 0 or step == config.max_steps:
+            if step % config.log_every == 0 or step == total_steps:
                 elapsed = time.perf_counter() - window_start
                 pairs_per_s = global_batch * accum * rate_steps / elapsed if elapsed > 0 else float("nan")
                 entry = {"train/loss": window_loss / window_steps, "train/logit_scale": scale,
@@ -401,7 +445,17 @@ def train(config: TrainConfig) -> TrainResult:
                 window_loss, window_steps, rate_steps = 0.0, 0, 0
                 window_start = time.perf_counter()
 
-            evaluated = (config.eval_every and step % config.eval_every == 0) or step == config.max_steps
+            if budget is not None and budget.step_done(step, time.perf_counter()) and not budget_decided:
+                total_steps = _decide_budget(budget, core, val_rows, accelerator, config, step, log)
+                budget_decided = budgeted_total = True
+                _set_total_steps(scheduler, total_steps)
+                bar.total = total_steps
+                bar.refresh()
+                record({"budget/total_steps": total_steps, "budget/seconds_per_step": budget.seconds_per_step,
+                        "budget/seconds_per_validation": budget.seconds_per_validation}, step)
+                window_start, rate_steps = time.perf_counter(), 0  # throughput counts training only
+
+            evaluated = (config.eval_every and step % config.eval_every == 0) or step == total_steps
             if evaluated:
                 metrics = evaluate_retrieval(core, val_rows, accelerator, config.val_batch_size)
                 record({f"val/{k}": v for k, v in metrics.items()}, step)
@@ -413,19 +467,19 @@ def train(config: TrainConfig) -> TrainResult:
                     if main:
                         save_model_atomic(core, output_dir / BEST_DIR, {"step": step, "metrics": metrics}, card)
                     accelerator.wait_for_everyone()
-            if (config.save_every and step % config.save_every == 0) or step == config.max_steps:
+            if (config.save_every and step % config.save_every == 0) or step == total_steps:
                 last_checkpoint = save_checkpoint(step)
             if evaluated or last_checkpoint is not None and last_checkpoint.name == step_dir_name(step):
                 window_start, rate_steps = time.perf_counter(), 0  # throughput counts training only
         if main:
-            save_model_atomic(core, output_dir / FINAL_DIR, {"step": config.max_steps, "metrics": metrics}, card)
+            save_model_atomic(core, output_dir / FINAL_DIR, {"step": total_steps, "metrics": metrics}, card)
         accelerator.wait_for_everyone()
     finally:
         bar.close()
         del batches  # stops the loader's workers
         accelerator.end_training()
     return TrainResult(
-        step=config.max_steps, loss=last_loss, losses=losses, metrics=metrics, best_metric=best_metric,
+        step=total_steps, loss=last_loss, losses=losses, metrics=metrics, best_metric=best_metric,
         best_step=best_step, output_dir=output_dir, resumed_from=resume_folder,
         wall_seconds=time.perf_counter() - started, main_process=main,
     )
