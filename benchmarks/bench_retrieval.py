@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, help="a folder written by `seisbind generate`")
     parser.add_argument("--config", required=True, help="a train_contrastive.py YAML config")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
-    parser.add_argument("--max-steps", type=int, help="main model's training steps (default: the config's max_steps)")
+    parser.add_argument("--max-steps", type=int,
+                        help="main model's training steps, exactly (default: the config's max_steps, or its time_budget_s)")
     parser.add_argument("--cnn-seconds", type=float, help="gather CNN wall time (default: the main model's)")
     parser.add_argument("--cnn-batch-size", type=int, default=32)
     parser.add_argument("--model-folder", default="best-model", choices=("final-model", "best-model"),
