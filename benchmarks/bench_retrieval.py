@@ -1,8 +1,9 @@
 """Test retrieval of a trained model against the gather CNN baseline trained for the same wall time.
 
 Trains the main model with train_contrastive.py's loop (``seisbind.training.train``: the config's
-``max_steps``, or as many as fit its ``time_budget_s``, or ``--max-steps``) and measures its wall time (the whole ``train()`` call: data
-loader, steps, the config's validations and checkpoints), then trains
+``max_steps``, or as many as fit its ``time_budget_s``, or ``--max-steps``) and measures its wall
+time (the whole ``train()`` call: data loader, steps, the config's validations and checkpoints),
+then trains
 ``seisbind.evaluation.gather_cnn.GatherCNNBaseline`` on the same train split, on the same device
 and torch threads, for that wall time (``--cnn-seconds`` to give another). Both are then scored
 on the test split: the model's embeddings from ``embed_split`` (its ``best-model``, chosen on

@@ -35,9 +35,9 @@ assert Path(seisbind.__file__).resolve().is_relative_to(Path(target).resolve()),
 assert {"tiny", "sfm-seislm-base", "sfm-seislm-large"} <= set(list_models()), list_models()
 assert isinstance(seisbind.create_model("tiny"), seisbind.SeisBindModel) and seisbind.list_models() == list_models()
 report = generate("data", "quake", 20, seed=3, workers=1, chunk_size=10, config=tiny, progress=False)
-sets = [f"data={report.dataset_path}", "output_dir=run", "max_steps=2", "batch_size=4", "num_workers=0",
-        "min_stations=2", "max_stations=4", "warmup_steps=1", "eval_every=2", "save_every=2", "tracker=none",
-        "progress=false", "model_overrides.image.img_size=32"]
+sets = [f"data={report.dataset_path}", "output_dir=run", "max_steps=2", "time_budget_s=null", "batch_size=4",
+        "num_workers=0", "min_stations=2", "max_stations=4", "warmup_steps=1", "eval_every=2", "save_every=2",
+        "tracker=none", "progress=false", "model_overrides.image.img_size=32"]
 code = main(["train", "--config", "quickstart", *[a for s in sets for a in ("--set", s)]])
 assert code == 0 and Path("run/final-model/model.safetensors").is_file(), code
 try:

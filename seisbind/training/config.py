@@ -151,7 +151,8 @@ class TrainConfig:
                              f"got {self.time_budget_s!r}")
         if self.time_budget_s is not None and self.warmup_steps < 4:
             raise ValueError(f"train config: time_budget_s needs warmup_steps >= 4 (the run times its warm-up to "
-                             f"choose its step count); got {self.warmup_steps}")
+                             f"choose its step count); got {self.warmup_steps}. Set time_budget_s=null to train "
+                             f"exactly max_steps")
         if self.warmup_steps >= self.max_steps and self.warmup_steps > 0:
             raise ValueError(f"train config: warmup_steps ({self.warmup_steps}) must be below "
                              f"max_steps ({self.max_steps})")

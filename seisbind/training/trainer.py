@@ -60,8 +60,8 @@ BEST_DIR, FINAL_DIR = "best-model", "final-model"
 # Keys whose change on resume makes the continued run a different run from the checkpointed one.
 _TRAJECTORY_KEYS = ("model", "model_overrides", "data", "seed", "batch_size", "gradient_accumulation_steps",
                     "min_stations", "max_stations", "station_drop_prob", "mirror_prob", "amplitude_scale", "noise_level",
-                    "max_time_shift_s", "lr", "weight_decay", "warmup_steps", "max_steps", "lock", "lock_image",
-                    "lock_waveform", "captions_per_geology", "time_budget_s")
+                    "max_time_shift_s", "lr", "weight_decay", "warmup_steps", "max_steps", "time_budget_s", "lock",
+                    "lock_image", "lock_waveform", "captions_per_geology")
 
 
 class TrainingDiverged(RuntimeError):
