@@ -422,6 +422,22 @@ def test_steps_within_budget_by_hand():
         steps_within_budget(0, 0, 0, 1.0, 0.0, 0, 10)
 
 
+def test_a_budget_resumed_in_warm_up_times_its_own_steps():
+    from seisbind.training.budget import StepBudget
+
+    fresh = StepBudget(100.0, 10, start_time=0.0)
+    assert not any(fresh.step_done(s, float(s)) for s in range(1, 10)) and fresh.step_done(10, 10.0)
+    fresh.decide(10.0, 10.0, 0, 1000)
+    assert fresh.seconds_per_step == pytest.approx(1.0)  # steps 6..10, 1 s each
+    # Resumed after step 7, past the window's start: it times steps 8..10 from its loop's start.
+    resumed = StepBudget(100.0, 10, start_time=-7.0, start_step=7, now=0.0)
+    assert [resumed.step_done(s, 2.0 * (s - 7)) for s in (8, 9, 10)] == [False, False, True]
+    resumed.decide(6.0, 6.0, 0, 1000)
+    assert resumed.seconds_per_step == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="chosen in warm-up"):
+        StepBudget(100.0, 10, 0.0, start_step=10)
+
+
 def test_a_time_budget_is_the_run_of_its_step_count_and_a_resume_keeps_the_count(tiny_data, tmp_path):
     """The count is fixed at the end of warm-up, before the schedule depends on it: the budgeted run
     equals the run configured with that many steps, and its checkpoints carry the count."""

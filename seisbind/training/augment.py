@@ -48,8 +48,8 @@ class WaveformAugment:
         level = float(rng.uniform(*self.noise_level))
         noise = rng.standard_normal(x.shape, dtype=np.float32)
 
-        # In place where it can be: an OpenFWI record is 350,000 samples, and a data worker builds
-        # 32 of them a step (the temporaries of the plain expression took 0.25 s of it).
+        # In place where it can be: an OpenFWI record is 350,000 samples and a data worker builds 32
+        # a step (254 -> 219 ms for 32 on a shared core; the Gaussian draw is most of what is left).
         out = shift_record(x, shift)
         live = np.abs(x).max(axis=-1, keepdims=True) > 0
         flat = x.reshape(-1)

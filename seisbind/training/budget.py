@@ -44,16 +44,22 @@ def steps_within_budget(budget_s: float, elapsed_s: float, steps_done: int, seco
 class StepBudget:
     """Times a run's steps during warm-up and fixes its step count at the end of it; see the module doc.
 
-    ``start_time`` is when the run's budget began (``time.perf_counter()``). Call :meth:`step_done`
-    after every optimiser step; it returns True at ``warmup_steps``, when :meth:`decide` is due.
+    ``start_time`` is when the run's budget began (``time.perf_counter()``); a resumed run gives the
+    step it starts after and ``now``, the time its loop starts. Call :meth:`step_done` after every
+    optimiser step; it returns True at ``warmup_steps``, when :meth:`decide` is due.
     """
 
-    def __init__(self, budget_s: float, warmup_steps: int, start_time: float) -> None:
+    def __init__(self, budget_s: float, warmup_steps: int, start_time: float, start_step: int = 0,
+                 now: float | None = None) -> None:
         if warmup_steps < 4:
             raise ValueError(f"a time budget needs warmup_steps >= 4 (its steps are timed); got {warmup_steps}")
+        if not 0 <= start_step < warmup_steps:
+            raise ValueError(f"a budget is chosen in warm-up: start_step must be in [0, {warmup_steps}); "
+                             f"got {start_step}")
         self.budget_s, self.warmup_steps, self.start_time = float(budget_s), int(warmup_steps), float(start_time)
-        self.window_first = warmup_steps // 2  # steps after this one are timed
-        self._window_start: float | None = None
+        # Steps after this one are timed; a run resumed in warm-up times its own steps, from ``now``.
+        self.window_first = max(warmup_steps // 2, int(start_step))
+        self._window_start: float | None = now if self.window_first == start_step else None
         self.seconds_per_step = self.seconds_per_validation = float("nan")
 
     def step_done(self, step: int, now: float) -> bool:

@@ -9,8 +9,8 @@ was expected. Values on the command line are read as YAML (``lr=3e-4``, ``amplit
 from __future__ import annotations
 
 import dataclasses
-import math
 import difflib
+import math
 import os
 import types
 import typing

@@ -292,7 +292,7 @@ def train(config: TrainConfig) -> TrainResult:
     start_step, best_metric, best_step = 0, None, None
     # The run's step count: max_steps, or with time_budget_s what fits the budget (fixed at the end
     # of warm-up; see seisbind.training.budget) and kept in the checkpoints.
-    total_steps, budget_decided, seconds_before = config.max_steps, config.time_budget_s is None, 0.0
+    total_steps, seconds_before = config.max_steps, 0.0
     budgeted_total = False  # total_steps was chosen by a time budget (this run's or the checkpoint's)
     # The loss window being averaged for the next log line, carried through checkpoints so a resumed
     # run logs the same means as an uninterrupted one.
@@ -303,7 +303,7 @@ def train(config: TrainConfig) -> TrainResult:
         start_step, best_metric, best_step = int(state["step"]), state.get("best_metric"), state.get("best_step")
         window_loss, window_steps = float(state.get("window_loss", 0.0)), int(state.get("window_steps", 0))
         if state.get("budget_decided"):
-            total_steps, budget_decided, budgeted_total = int(state["total_steps"]), True, True
+            total_steps, budgeted_total = int(state["total_steps"]), True
         seconds_before = float(state.get("train_seconds", 0.0))
         changed = [k for k in _TRAJECTORY_KEYS if state.get("config", {}).get(k) != config.to_dict()[k]]
         if state.get("world_size") != world:
@@ -385,16 +385,15 @@ def train(config: TrainConfig) -> TrainResult:
     bar = tqdm(total=total_steps, initial=start_step, disable=not (config.progress and main),
                desc="train", dynamic_ncols=True)
     batches = iter(loader)
-    loop_start = time.perf_counter()
-    budget = None
-    if not budget_decided and start_step >= config.warmup_steps:
-        log(f"note: time_budget_s is ignored: the run resumes at step {start_step}, after its warm-up, from a "
-            f"checkpoint without a budgeted step count; it runs max_steps ({config.max_steps})")
-        budget_decided = True
-    if not budget_decided:
-        # The budget counts the whole call (set-up included: it is wall time a user waits for).
-        budget = StepBudget(config.time_budget_s, config.warmup_steps, started - seconds_before)
-        budget.window_first = max(budget.window_first, start_step)  # a run resumed in warm-up times its own steps
+    budget = None  # set while a budgeted run has its step count still to choose
+    if config.time_budget_s is not None and not budgeted_total:
+        if start_step >= config.warmup_steps:
+            log(f"note: time_budget_s is ignored: the run resumes at step {start_step}, after its warm-up, from a "
+                f"checkpoint without a budgeted step count; it runs max_steps ({config.max_steps})")
+        else:
+            # The budget counts the whole call (set-up included: it is wall time a user waits for).
+            budget = StepBudget(config.time_budget_s, config.warmup_steps, started - seconds_before, start_step,
+                                time.perf_counter())
     step = start_step
     try:
         while step < total_steps:
@@ -445,14 +444,15 @@ def train(config: TrainConfig) -> TrainResult:
                 window_loss, window_steps, rate_steps = 0.0, 0, 0
                 window_start = time.perf_counter()
 
-            if budget is not None and budget.step_done(step, time.perf_counter()) and not budget_decided:
+            if budget is not None and budget.step_done(step, time.perf_counter()):
                 total_steps = _decide_budget(budget, core, val_rows, accelerator, config, step, log)
-                budget_decided = budgeted_total = True
+                budgeted_total = True
                 _set_total_steps(scheduler, total_steps)
                 bar.total = total_steps
                 bar.refresh()
                 record({"budget/total_steps": total_steps, "budget/seconds_per_step": budget.seconds_per_step,
                         "budget/seconds_per_validation": budget.seconds_per_validation}, step)
+                budget = None
                 window_start, rate_steps = time.perf_counter(), 0  # throughput counts training only
 
             evaluated = (config.eval_every and step % config.eval_every == 0) or step == total_steps
