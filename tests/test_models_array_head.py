@@ -8,13 +8,14 @@ import torch
 
 from seisbind.models import create_model
 from seisbind.models.array_head import line_positions, relative_offsets_km
-from seisbind.models.preprocess import relative_log_amplitude
+from seisbind.models.preprocess import relative_log_amplitude, stack_neighbours
 
 
-@pytest.fixture(scope="module")
-def tiny():
+@pytest.fixture(scope="module", params=[0, 1], ids=["alone", "with-neighbours"])
+def tiny(request):
+    """The array tower, its trunk reading each station alone or beside one neighbour on each side."""
     torch.manual_seed(0)
-    model = create_model("tiny", waveform={"head": "array"}).eval()
+    model = create_model("tiny", waveform={"head": "array", "neighbour_stations": request.param}).eval()
     assert type(model.heads["waveform"]).__name__ == "ArrayHead"
     return model
 
@@ -90,6 +91,29 @@ def test_without_coordinates_stations_are_a_line_at_the_configured_spacing(tiny)
     assert torch.allclose(_embed(tiny, x), _embed(tiny, x, positions=line), atol=1e-6)
     mask = torch.tensor([[1, 0, 1, 1, 0, 1]], dtype=torch.bool)
     assert line_positions(mask, 10.0).tolist() == [[0.0, 0.0, 10.0, 20.0, 0.0, 30.0]]
+
+
+def test_neighbours_are_the_nearest_present_stations_along_the_array():
+    # Station i's only sample is i; positions put them in the order 1, 3, 4, 0 (station 2 absent).
+    x = torch.arange(5.0)[None, :, None, None].expand(1, 5, 1, 2).clone()
+    mask = torch.tensor([[True, True, False, True, True]])
+    pos = torch.tensor([[40.0, 0.0, 5.0, 10.0, 20.0]])
+    got = stack_neighbours(x, mask, pos, 2)[0, :, :, 0]
+    # Columns: itself, lower 1, upper 1, lower 2, upper 2 (the ends repeat the nearest station).
+    want = {0: [0, 4, 0, 3, 0], 1: [1, 1, 3, 1, 4], 3: [3, 1, 4, 1, 0], 4: [4, 3, 0, 1, 0]}
+    for station, row in want.items():
+        assert got[station].tolist() == row
+    # Without positions the given order is the line; one station is its own neighbour.
+    assert stack_neighbours(x, torch.ones(1, 5, dtype=torch.bool), None, 1)[0, :, :, 0].tolist()[1] == [1, 0, 2]
+    assert stack_neighbours(x[:, :1], mask[:, :1], None, 1)[0, 0, :, 0].tolist() == [0, 0, 0]
+
+
+def test_a_neighbour_trunk_reads_three_times_the_channels():
+    model = create_model("tiny", waveform={"head": "array", "neighbour_stations": 1})
+    first = model.trunks["waveform"].wav2vec2.feature_extractor.conv_layers[0].conv
+    assert first.in_channels == 3 * model.config.waveform.in_chans
+    with pytest.raises(ValueError, match="neighbour_stations must be an integer >= 0"):
+        create_model("tiny", waveform={"neighbour_stations": -1})
 
 
 def test_relative_offsets_are_from_the_present_stations_centre():

@@ -172,9 +172,14 @@ class WaveformTowerConfig:
     # Where stations sit when a record carries no coordinates: a line in the given order, this far
     # apart (m). OpenFWI's receivers are 10 m apart; the quake scenario's 16 stations ~120 m.
     station_spacing_m: float = 100.0
+    # Neighbours on each side along the array whose traces join a station's own channels at the
+    # trunk's input (0: each station alone). See ``preprocess.stack_neighbours``.
+    neighbour_stations: int = 0
 
     def __post_init__(self) -> None:
         sec = "waveform tower"
+        if not isinstance(self.neighbour_stations, int) or self.neighbour_stations < 0:
+            raise ValueError(f"{sec} config: neighbour_stations must be an integer >= 0; got {self.neighbour_stations!r}")
         if self.head not in WAVEFORM_HEADS:
             raise ValueError(f"{sec} config: head must be one of {WAVEFORM_HEADS}; got {self.head!r}")
         if self.head == "array":
@@ -212,6 +217,11 @@ class WaveformTowerConfig:
             field_ += (kernel - 1) * jump
             jump *= stride
         return field_
+
+    @property
+    def trunk_channels(self) -> int:
+        """Channels of the trunk's first convolution: a station's own and its neighbours'."""
+        return self.in_chans * (1 + 2 * self.neighbour_stations)
 
     @property
     def total_stride(self) -> int:

@@ -48,7 +48,7 @@ def hf_config(config: WaveformTowerConfig) -> Wav2Vec2Config:
         layerdrop=config.layerdrop,
         mask_time_prob=config.mask_time_prob,
         mask_feature_prob=0.0,
-        input_dim=config.in_chans,
+        input_dim=config.trunk_channels,
     )
 
 
