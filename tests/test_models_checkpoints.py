@@ -167,6 +167,28 @@ def test_one_channel_encoder_matches_stock_transformers(tmp_path):
     assert torch.allclose(ours, ref, atol=1e-5)
 
 
+def test_a_neighbour_trunk_loads_seislm_and_reads_each_station_as_it_did(tmp_path):
+    """With neighbour stations stacked into the trunk's input, a SeisLM checkpoint still loads: its
+    kernel takes the station's own channels and the neighbours' start at zero, so until training
+    the trunk's frames are those of the plain trunk with the same checkpoint."""
+    cfg = seislm_hf_config()
+    weights, _ = seislm_encoder_weights(cfg, in_chans=3)
+    write_seislm_checkpoint(tmp_path / "s.ckpt", weights, cfg)
+    plain = create_model("tiny", waveform={"head": "array"}).eval()
+    stacked = create_model("tiny", waveform={"head": "array", "neighbour_stations": 1}).eval()
+    plain.load_tower_checkpoint("waveform", tmp_path / "s.ckpt")
+    report = stacked.load_tower_checkpoint("waveform", tmp_path / "s.ckpt")
+    key = "feature_extractor.conv_layers.0.conv.weight"
+    assert "neighbour channels start at zero" in report.adapted[key]
+    w = stacked.trunks["waveform"].wav2vec2.feature_extractor.conv_layers[0].conv.weight
+    assert torch.equal(w[:, :3], weights[key]) and not w[:, 3:].any()
+    x = torch.randn(2, 5, 3, 300)
+    with torch.no_grad():
+        a, b = (m.trunks["waveform"](m.preprocessors["waveform"](x)["trunk"]["waveforms"],
+                                     torch.ones(2, 5, dtype=torch.bool)) for m in (plain, stacked))
+    assert torch.allclose(a, b, atol=1e-6)
+
+
 @pytest.mark.parametrize("src, dst", [(3, 5), (5, 3)])
 def test_waveform_channel_adaptation(tmp_path, src, dst):
     cfg = seislm_hf_config()

@@ -216,7 +216,13 @@ def check_state_shapes(model_sd: Mapping[str, torch.Tensor], ckpt: Mapping[str, 
         raise ValueError(f"checkpoint {path} has shapes that do not match the {what}: " + "; ".join(wrong) + hint)
 
 
-def _adapt_first_conv(key: str, model_sd, ckpt: dict, report: LoadReport, adapt_channels: bool) -> None:
+def _adapt_first_conv(key: str, model_sd, ckpt: dict, report: LoadReport, adapt_channels: bool,
+                      own_channels: int | None = None) -> None:
+    """Channel-adapt a checkpoint's first convolution to the model's. ``own_channels``: the
+    model's first ``own_channels`` inputs are the record's own and the rest its neighbours'
+    (``WaveformTowerConfig.neighbour_stations``): the pretrained kernel is adapted to the own
+    channels and the neighbours' start at zero, so the loaded trunk reads each station exactly as
+    the checkpoint did until training teaches it to use the neighbours."""
     if key not in ckpt or key not in model_sd:
         return
     have, want = ckpt[key], model_sd[key]
@@ -224,8 +230,14 @@ def _adapt_first_conv(key: str, model_sd, ckpt: dict, report: LoadReport, adapt_
         return
     same_but_channels = have.ndim == want.ndim and have.shape[0] == want.shape[0] and have.shape[2:] == want.shape[2:]
     if adapt_channels and same_but_channels:
-        ckpt[key] = adapt_input_channels(have, want.shape[1])
-        report.adapted[key] = f"input channels {have.shape[1]} -> {want.shape[1]}"
+        own = want.shape[1] if own_channels is None else own_channels
+        adapted = have if have.shape[1] == own else adapt_input_channels(have, own)
+        if own < want.shape[1]:
+            zeros = adapted.new_zeros(adapted.shape[0], want.shape[1] - own, *adapted.shape[2:])
+            adapted = torch.cat([adapted, zeros], dim=1)
+        ckpt[key] = adapted
+        report.adapted[key] = f"input channels {have.shape[1]} -> {want.shape[1]}" + (
+            f" (the {want.shape[1] - own} neighbour channels start at zero)" if own < want.shape[1] else "")
 
 
 def load_strict(module: nn.Module, ckpt: dict[str, torch.Tensor], report: LoadReport) -> LoadReport:
@@ -348,13 +360,14 @@ def import_seislm_checkpoint(
     adapt_channels: bool = True,
     prefix: str = SEISLM_PREFIX,
     extra_inert_globals: Iterable[str] = (),
+    own_channels: int | None = None,
 ) -> LoadReport:
     """Load a SeisLM Lightning checkpoint into a multi-channel Wav2Vec2 encoder.
 
     Pretraining-only keys (quantizer, ``project_hid``, ``project_q``) are dropped, and
     ``masked_spec_embed`` too when the encoder does no SpecAugment masking; weight-norm keys are
     accepted in both spellings; the first convolution is channel-adapted when the encoder's input
-    channels differ. Missing or unexpected keys and mismatched shapes raise ``ValueError``.
+    channels differ (``own_channels``: see ``_adapt_first_conv``). Missing or unexpected keys and mismatched shapes raise ``ValueError``.
     """
     path = os.fspath(path)
     ckpt, dropped, hparams = read_seislm_checkpoint(path, prefix, extra_inert_globals)
@@ -365,6 +378,7 @@ def import_seislm_checkpoint(
         report.dropped.append(prefix + "masked_spec_embed")
     _rename_weight_norm(ckpt, set(model_sd))
     check_state_keys(model_sd, ckpt, "waveform trunk", path)
-    _adapt_first_conv("feature_extractor.conv_layers.0.conv.weight", model_sd, ckpt, report, adapt_channels)
+    _adapt_first_conv("feature_extractor.conv_layers.0.conv.weight", model_sd, ckpt, report, adapt_channels,
+                      own_channels)
     check_state_shapes(model_sd, ckpt, "waveform trunk", path)
     return load_strict(wav2vec2, ckpt, report)

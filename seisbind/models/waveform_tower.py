@@ -139,4 +139,5 @@ class WaveformTrunk(nn.Module):
         self, path: str | os.PathLike, adapt_channels: bool = True, extra_inert_globals: Iterable[str] = ()
     ) -> LoadReport:
         """Load a SeisLM Lightning checkpoint (``.ckpt``) from a local file."""
-        return import_seislm_checkpoint(self.wav2vec2, path, adapt_channels, extra_inert_globals=extra_inert_globals)
+        return import_seislm_checkpoint(self.wav2vec2, path, adapt_channels, extra_inert_globals=extra_inert_globals,
+                                        own_channels=self.tower_config.in_chans)
