@@ -108,6 +108,26 @@ def test_neighbours_are_the_nearest_present_stations_along_the_array():
     assert stack_neighbours(x[:, :1], mask[:, :1], None, 1)[0, 0, :, 0].tolist() == [0, 0, 0]
 
 
+@pytest.mark.parametrize("absent", [False, True])
+def test_the_neighbour_convolution_equals_a_convolution_of_the_stacked_traces(absent):
+    """The trunk sums per-block convolutions instead of stacking the traces: the same frames."""
+    torch.manual_seed(0)
+    model = create_model("tiny", waveform={"head": "array", "neighbour_stations": 2}).eval()
+    x, pos = _record(stations=6, seed=8), _positions(stations=6)[:, torch.tensor([2, 0, 5, 1, 4, 3])]
+    mask = torch.ones(2, 6, dtype=torch.bool)
+    if absent:
+        mask[0, 1] = mask[1, 4] = mask[1, 5] = False
+    trunk = model.trunks["waveform"]
+    prepared = model.preprocessors["waveform"](x, mask, pos)["trunk"]
+    with torch.no_grad():
+        got = trunk(**prepared)
+        stacked = stack_neighbours(prepared["waveforms"], mask, pos, 2)
+        flat = stacked.reshape(12, *stacked.shape[2:])[mask.reshape(-1)]
+        want = trunk.wav2vec2(input_values=flat).last_hidden_state  # the plain 15-channel convolution
+    assert torch.allclose(got[mask], want, atol=1e-5)
+    assert not got[~mask].any()
+
+
 def test_a_neighbour_trunk_reads_three_times_the_channels():
     model = create_model("tiny", waveform={"head": "array", "neighbour_stations": 1})
     first = model.trunks["waveform"].wav2vec2.feature_extractor.conv_layers[0].conv

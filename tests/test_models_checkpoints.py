@@ -184,8 +184,7 @@ def test_a_neighbour_trunk_loads_seislm_and_reads_each_station_as_it_did(tmp_pat
     assert torch.equal(w[:, :3], weights[key]) and not w[:, 3:].any()
     x = torch.randn(2, 5, 3, 300)
     with torch.no_grad():
-        a, b = (m.trunks["waveform"](m.preprocessors["waveform"](x)["trunk"]["waveforms"],
-                                     torch.ones(2, 5, dtype=torch.bool)) for m in (plain, stacked))
+        a, b = (m.trunks["waveform"](**m.preprocessors["waveform"](x)["trunk"]) for m in (plain, stacked))
     assert torch.allclose(a, b, atol=1e-6)
 
 

@@ -239,37 +239,47 @@ def relative_log_amplitude(waveforms: torch.Tensor, station_mask: torch.Tensor) 
     return _relative(log_rms, live & station_mask[..., None])
 
 
-def stack_neighbours(x: torch.Tensor, station_mask: torch.Tensor, station_x_m: torch.Tensor | None,
-                     neighbours: int) -> torch.Tensor:
-    """(batch, stations, channels, time) -> (batch, stations, channels * (1 + 2 k), time): each
-    station's channels, then those of its k nearest present stations on either side along the
-    array (nearer first, the lower side first).
-
-    Why: an arrival's moveout between neighbouring stations (OpenFWI: 10 m, a few samples) is
-    the local slowness, the observable that ties a record to velocity. The trunk downsamples each
-    trace 30-64x before stations meet in the head, so a moveout smaller than one frame is left to
-    what the frame features happen to keep. Read side by side at the full sample rate, the first
-    convolution sees it directly, as a gather CNN's first (stations x time) kernel does.
+def neighbour_index(station_mask: torch.Tensor, station_x_m: torch.Tensor | None, neighbours: int) -> torch.Tensor:
+    """(batch, stations, 2 k) station indices: each station's k nearest present stations on
+    either side along the array, nearer first, the lower side first (see :func:`stack_neighbours`).
 
     Neighbours are taken among present stations in order of position (without positions, the
     given order), so permuting stations with their positions changes nothing and an absent
     station is nobody's neighbour. At the ends of the array the nearest present station on the
     short side repeats (replicate padding)."""
-    batch, stations, channels, samples = x.shape
+    batch, stations = station_mask.shape
     if station_x_m is None:
-        key = torch.arange(stations, device=x.device, dtype=torch.float32).expand(batch, stations)
+        key = torch.arange(stations, device=station_mask.device, dtype=torch.float32).expand(batch, stations)
     else:
         key = station_x_m.float()
     key = key.masked_fill(~station_mask, float("inf"))  # absent stations sort last
     order = key.argsort(dim=1, stable=True)  # station index at each rank
     rank = order.argsort(dim=1)  # rank of each station
     last = station_mask.sum(dim=1, keepdim=True) - 1
-    parts = [x]
+    columns = []
     for distance in range(1, neighbours + 1):
         for side in (-1, 1):
-            neighbour_rank = torch.minimum((rank + side * distance).clamp(min=0), last)
-            index = order.gather(1, neighbour_rank)
-            parts.append(x.gather(1, index[:, :, None, None].expand(-1, -1, channels, samples)))
+            columns.append(order.gather(1, torch.minimum((rank + side * distance).clamp(min=0), last)))
+    return torch.stack(columns, dim=-1)
+
+
+def stack_neighbours(x: torch.Tensor, station_mask: torch.Tensor, station_x_m: torch.Tensor | None,
+                     neighbours: int) -> torch.Tensor:
+    """(batch, stations, channels, time) -> (batch, stations, channels * (1 + 2 k), time): each
+    station's channels, then those of its k nearest present stations on either side along the
+    array (:func:`neighbour_index`). This is what the trunk's first convolution reads with
+    ``neighbour_stations: k``; the trunk computes the same without building it (see
+    ``waveform_tower.MultiChannelFeatureEncoder``).
+
+    Why: an arrival's moveout between neighbouring stations (OpenFWI: 10 m, a few samples) is
+    the local slowness, the observable that ties a record to velocity. The trunk downsamples each
+    trace 30-64x before stations meet in the head, so a moveout smaller than one frame is left to
+    what the frame features happen to keep. Read side by side at the full sample rate, the first
+    convolution sees it directly, as a gather CNN's first (stations x time) kernel does."""
+    index = neighbour_index(station_mask, station_x_m, neighbours)
+    channels, samples = x.shape[2:]
+    parts = [x] + [x.gather(1, index[:, :, j, None, None].expand(-1, -1, channels, samples))
+                   for j in range(index.shape[-1])]
     return torch.cat(parts, dim=2)
 
 
@@ -316,10 +326,11 @@ class WaveformPreprocessor(nn.Module):
         waveforms, mask = validate_waveforms(waveforms, station_mask, self.config)
         positions = validate_station_positions(station_x_m, mask)
         x, log_rms, live = _normalise_channels(waveforms, mask)
+        trunk = {"waveforms": x, "station_mask": mask}
         if self.config.neighbour_stations:
-            x = stack_neighbours(x, mask, positions, self.config.neighbour_stations)
+            trunk["neighbours"] = neighbour_index(mask, positions, self.config.neighbour_stations)
         head: dict[str, torch.Tensor] = {"station_mask": mask}
         if self.config.head == "array":
             head["station_x_m"] = positions
             head["station_log_amplitude"] = _relative(log_rms, live & mask[..., None])
-        return {"trunk": {"waveforms": x, "station_mask": mask}, "head": head}
+        return {"trunk": trunk, "head": head}
