@@ -8,14 +8,17 @@ import torch
 
 from seisbind.models import create_model
 from seisbind.models.array_head import line_positions, relative_offsets_km
-from seisbind.models.preprocess import relative_log_amplitude, stack_neighbours
+from seisbind.models.preprocess import neighbour_index, relative_log_amplitude
 
 
-@pytest.fixture(scope="module", params=[0, 1], ids=["alone", "with-neighbours"])
+@pytest.fixture(scope="module", params=[(0, 1), (1, 1), (1, 2)], ids=["alone", "with-neighbours", "strided"])
 def tiny(request):
-    """The array tower, its trunk reading each station alone or beside one neighbour on each side."""
+    """The array tower, its trunk reading each station alone or beside one neighbour on each side,
+    and encoding every station or every other one past the first convolution."""
     torch.manual_seed(0)
-    model = create_model("tiny", waveform={"head": "array", "neighbour_stations": request.param}).eval()
+    neighbours, stride = request.param
+    model = create_model("tiny", waveform={"head": "array", "neighbour_stations": neighbours,
+                                           "station_stride": stride}).eval()
     assert type(model.heads["waveform"]).__name__ == "ArrayHead"
     return model
 
@@ -25,6 +28,16 @@ def _record(batch=2, stations=6, channels=3, samples=300, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, stations, channels, samples, generator=g)
     return torch.nn.functional.avg_pool1d(x.reshape(-1, 1, samples), 5, 1, 2).reshape(x.shape)
+
+
+def stack_neighbours(x, station_mask, station_x_m, neighbours):
+    """The definition the trunk's neighbour convolution must match: each station's channels, then
+    its neighbours' (``neighbour_index``), stacked into one (batch, stations, channels * (1 + 2 k), time)."""
+    index = neighbour_index(station_mask, station_x_m, neighbours)
+    channels, samples = x.shape[2:]
+    parts = [x] + [x.gather(1, index[:, :, j, None, None].expand(-1, -1, channels, samples))
+                   for j in range(index.shape[-1])]
+    return torch.cat(parts, dim=2)
 
 
 def _positions(batch=2, stations=6):
@@ -52,12 +65,14 @@ def test_permuting_stations_with_their_positions_changes_nothing(tiny):
 def test_moveout_and_relative_amplitude_change_the_embedding(tiny):
     x, pos = _record(seed=2), _positions()
     base = _embed(tiny, x, positions=pos)
-    shifted = x.clone()
-    shifted[:, 2] = torch.roll(x[:, 2], 40, dims=-1)  # one station's trace 40 samples later
-    louder = x.clone()
-    louder[:, 4] *= 10.0  # one station ten times louder than the rest
-    assert (base - _embed(tiny, shifted, positions=pos)).norm(dim=-1).min() > 1e-3
-    assert (base - _embed(tiny, louder, positions=pos)).norm(dim=-1).min() > 1e-3
+    # Stations 2 and 3: with a station stride of 2, one encoded and one read only as a neighbour.
+    for station in (2, 3):
+        shifted = x.clone()
+        shifted[:, station] = torch.roll(x[:, station], 40, dims=-1)  # one station's trace 40 samples later
+        louder = x.clone()
+        louder[:, station] *= 10.0  # one station ten times louder than the rest
+        assert (base - _embed(tiny, shifted, positions=pos)).norm(dim=-1).min() > 1e-3
+        assert (base - _embed(tiny, louder, positions=pos)).norm(dim=-1).min() > 1e-3
     # One gain for the whole record (a stronger event, another instrument gain) changes nothing.
     assert torch.allclose(base, _embed(tiny, x * 1e-9, positions=pos), atol=1e-5)
 
@@ -186,3 +201,62 @@ def test_training_and_inference_modes_give_the_same_embedding():
         training = model.encode_waveform(x, mask, station_x_m=pos)
     assert torch.isfinite(inference).all()
     assert torch.allclose(inference, training, atol=1e-5)
+
+
+def test_the_channels_last_feature_encoder_equals_transformers_conv_layers():
+    """The trunk's conv stack computed as matrix products in a channels-last layout gives HF's
+    Wav2Vec2LayerNormConvLayer frames and gradients (overlapping and non-overlapping windows)."""
+    from transformers.models.wav2vec2.modeling_wav2vec2 import Wav2Vec2LayerNormConvLayer
+
+    torch.manual_seed(0)
+    model = create_model("tiny", waveform={"conv_dim": [8, 16, 16], "conv_kernel": [4, 5, 3], "conv_stride": [4, 2, 2]})
+    encoder = model.trunks["waveform"].wav2vec2.feature_extractor
+    x = torch.randn(5, 3, 301, requires_grad=True)
+    want = x
+    for layer in encoder.conv_layers:
+        want = Wav2Vec2LayerNormConvLayer.forward(layer, want)
+    got = encoder(x)
+    assert got.shape == want.shape == (5, 16, 17)
+    assert torch.allclose(got, want, atol=1e-5)
+    weight = encoder.conv_layers[1].conv.weight
+    g_got = torch.autograd.grad(got.square().sum(), [x, weight])
+    g_want = torch.autograd.grad(want.square().sum(), [x, weight])
+    for a, b in zip(g_got, g_want, strict=True):
+        assert torch.allclose(a, b, atol=1e-4 * float(b.abs().max()))
+
+
+@pytest.mark.parametrize("absent", [False, True])
+def test_a_strided_trunk_gives_the_unstrided_frames_of_the_stations_it_encodes(absent):
+    """station_stride 2: every other present station along the array, packed in their given
+    order, with exactly the frames the unstrided trunk (same weights) gives them."""
+    from seisbind.models.preprocess import compact_stations, strided_stations
+
+    torch.manual_seed(0)
+    strided = create_model("tiny", waveform={"head": "array", "neighbour_stations": 1, "station_stride": 2}).eval()
+    plain = create_model("tiny", waveform={"head": "array", "neighbour_stations": 1}).eval()
+    plain.trunks["waveform"].load_state_dict(strided.trunks["waveform"].state_dict())
+    x, pos = _record(stations=7, seed=9), torch.tensor([60.0, 0.0, 30.0, 10.0, 50.0, 20.0, 40.0]).expand(2, 7)
+    mask = torch.ones(2, 7, dtype=torch.bool)
+    if absent:
+        mask[0, 3] = mask[1, 1] = False
+    selected = strided_stations(mask, pos, 2)
+    # Along the array: stations 1, 3, 5, 2, 6, 4, 0 -> every other: 1, 5, 6, 0. Without station 3:
+    # 1, 5, 2, 6, 4, 0 -> 1, 2, 4; without station 1: 3, 5, 2, 6, 4, 0 -> 3, 2, 4.
+    want_selected = [[0, 1, 1, 0, 1, 0, 0], [0, 0, 1, 1, 1, 0, 0]] if absent else [[1, 1, 0, 0, 0, 1, 1]] * 2
+    assert selected.long().tolist() == want_selected
+    index, valid = compact_stations(selected)
+    with torch.no_grad():
+        got = strided.trunks["waveform"](**strided.preprocessors["waveform"](x, mask, pos)["trunk"])
+        full = plain.trunks["waveform"](**plain.preprocessors["waveform"](x, mask, pos)["trunk"])
+    assert got.shape[1] == index.shape[1] == int(selected.sum(1).max())
+    for b in range(2):
+        for j in range(index.shape[1]):
+            if valid[b, j]:
+                assert torch.allclose(got[b, j], full[b, index[b, j]], atol=1e-5)
+            else:
+                assert not got[b, j].any()
+
+
+def test_a_station_stride_needs_neighbours_that_cover_the_stations_left_out():
+    with pytest.raises(ValueError, match="station_stride 3 needs head: array and neighbour_stations >= 2"):
+        create_model("tiny", waveform={"head": "array", "neighbour_stations": 1, "station_stride": 3})

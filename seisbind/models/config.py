@@ -173,13 +173,24 @@ class WaveformTowerConfig:
     # apart (m). OpenFWI's receivers are 10 m apart; the quake scenario's 16 stations ~120 m.
     station_spacing_m: float = 100.0
     # Neighbours on each side along the array whose traces join a station's own channels at the
-    # trunk's input (0: each station alone). See ``preprocess.stack_neighbours``.
+    # trunk's input (0: each station alone). See ``preprocess.neighbour_index``.
     neighbour_stations: int = 0
+    # Encode every s-th present station along the array past the first convolution (1: all).
+    # Each encoded station reads its neighbours' traces at the first convolution, so with
+    # neighbour_stations >= s - 1 every trace still reaches the embedding, and the trunk's later
+    # layers and the array head run on 1/s of the stations. See ``preprocess.strided_stations``.
+    station_stride: int = 1
 
     def __post_init__(self) -> None:
         sec = "waveform tower"
         if not isinstance(self.neighbour_stations, int) or self.neighbour_stations < 0:
             raise ValueError(f"{sec} config: neighbour_stations must be an integer >= 0; got {self.neighbour_stations!r}")
+        if not isinstance(self.station_stride, int) or self.station_stride < 1:
+            raise ValueError(f"{sec} config: station_stride must be an integer >= 1; got {self.station_stride!r}")
+        if self.station_stride > 1 and (self.neighbour_stations < self.station_stride - 1 or self.head != "array"):
+            raise ValueError(f"{sec} config: station_stride {self.station_stride} needs head: array and "
+                             f"neighbour_stations >= {self.station_stride - 1} (so that every station is read); got "
+                             f"head {self.head!r}, neighbour_stations {self.neighbour_stations}")
         if self.head not in WAVEFORM_HEADS:
             raise ValueError(f"{sec} config: head must be one of {WAVEFORM_HEADS}; got {self.head!r}")
         if self.head == "array":

@@ -16,6 +16,7 @@ import math
 import torch
 from torch import nn
 
+from seisbind.models.array_head import line_positions
 from seisbind.models.config import ImageTowerConfig, WaveformTowerConfig
 
 IMAGE_EPS = 1e-6  # SFM's per-image normalisation constant
@@ -239,48 +240,69 @@ def relative_log_amplitude(waveforms: torch.Tensor, station_mask: torch.Tensor) 
     return _relative(log_rms, live & station_mask[..., None])
 
 
-def neighbour_index(station_mask: torch.Tensor, station_x_m: torch.Tensor | None, neighbours: int) -> torch.Tensor:
-    """(batch, stations, 2 k) station indices: each station's k nearest present stations on
-    either side along the array, nearer first, the lower side first (see :func:`stack_neighbours`).
-
-    Neighbours are taken among present stations in order of position (without positions, the
-    given order), so permuting stations with their positions changes nothing and an absent
-    station is nobody's neighbour. At the ends of the array the nearest present station on the
-    short side repeats (replicate padding)."""
+def array_order(station_mask: torch.Tensor, station_x_m: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(order, rank), each (batch, stations): the station index at each rank along the array, and
+    each station's rank. Ranked by position (without positions, the given order); absent
+    stations rank last."""
     batch, stations = station_mask.shape
     if station_x_m is None:
         key = torch.arange(stations, device=station_mask.device, dtype=torch.float32).expand(batch, stations)
     else:
         key = station_x_m.float()
-    key = key.masked_fill(~station_mask, float("inf"))  # absent stations sort last
-    order = key.argsort(dim=1, stable=True)  # station index at each rank
-    rank = order.argsort(dim=1)  # rank of each station
+    key = key.masked_fill(~station_mask, float("inf"))
+    order = key.argsort(dim=1, stable=True)
+    return order, order.argsort(dim=1)
+
+
+def strided_stations(station_mask: torch.Tensor, station_x_m: torch.Tensor | None, stride: int) -> torch.Tensor:
+    """(batch, stations) bool: the present stations of rank 0, s, 2 s, ... along the array, the
+    ones the trunk encodes past its first convolution with ``station_stride: s``.
+
+    Why: on OpenFWI's 70 receivers 10 m apart, neighbouring traces are nearly alike, and the
+    trunk's later layers and the array head's attention (quadratic in stations) cost in
+    proportion to the stations encoded. As a gather CNN strides over stations after its first
+    kernel has read them all, each encoded station reads its ``neighbour_stations`` >= s - 1
+    neighbours on each side at the first convolution, so every trace reaches the embedding.
+    Ranked among present stations by position, so permuting stations with their positions
+    changes nothing and an absent station shifts which are encoded, as it should."""
+    _, rank = array_order(station_mask, station_x_m)
+    return station_mask & (rank % stride == 0)
+
+
+def compact_stations(selected: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(batch, stations) bool -> (index, valid), each (batch, k) with k the most selected in an
+    item: the selected stations' indices in their given order, packed to the front, and which
+    entries are real (the rest index station 0 and are padding)."""
+    counts = selected.sum(dim=1)
+    order = (~selected).to(torch.uint8).argsort(dim=1, stable=True)  # selected first, in order
+    k = max(int(counts.max()), 1)
+    valid = torch.arange(k, device=selected.device)[None] < counts[:, None]
+    return order[:, :k].masked_fill(~valid, 0), valid
+
+
+def neighbour_index(station_mask: torch.Tensor, station_x_m: torch.Tensor | None, neighbours: int) -> torch.Tensor:
+    """(batch, stations, 2 k) station indices: each station's k nearest present stations on
+    either side along the array, nearer first, the lower side first. With
+    ``neighbour_stations: k`` the trunk's first convolution reads a station's channels followed
+    by those of these stations (``waveform_tower.MultiChannelFeatureEncoder``).
+
+    Why: an arrival's moveout between neighbouring stations (OpenFWI: 10 m, a few samples) is
+    the local slowness, the observable that ties a record to velocity. The trunk downsamples each
+    trace 30-64x before stations meet in the head, so a moveout smaller than one frame is left to
+    what the frame features happen to keep. Read side by side at the full sample rate, the first
+    convolution sees it directly, as a gather CNN's first (stations x time) kernel does.
+
+    Neighbours are taken among present stations in order of position (without positions, the
+    given order), so permuting stations with their positions changes nothing and an absent
+    station is nobody's neighbour. At the ends of the array the nearest present station on the
+    short side repeats (replicate padding)."""
+    order, rank = array_order(station_mask, station_x_m)
     last = station_mask.sum(dim=1, keepdim=True) - 1
     columns = []
     for distance in range(1, neighbours + 1):
         for side in (-1, 1):
             columns.append(order.gather(1, torch.minimum((rank + side * distance).clamp(min=0), last)))
     return torch.stack(columns, dim=-1)
-
-
-def stack_neighbours(x: torch.Tensor, station_mask: torch.Tensor, station_x_m: torch.Tensor | None,
-                     neighbours: int) -> torch.Tensor:
-    """(batch, stations, channels, time) -> (batch, stations, channels * (1 + 2 k), time): each
-    station's channels, then those of its k nearest present stations on either side along the
-    array (:func:`neighbour_index`). This is what the trunk's first convolution reads with
-    ``neighbour_stations: k``; the trunk computes the same without building it (see
-    ``waveform_tower.MultiChannelFeatureEncoder``).
-
-    Why: an arrival's moveout between neighbouring stations (OpenFWI: 10 m, a few samples) is
-    the local slowness, the observable that ties a record to velocity. The trunk downsamples each
-    trace 30-64x before stations meet in the head, so a moveout smaller than one frame is left to
-    what the frame features happen to keep. Read side by side at the full sample rate, the first
-    convolution sees it directly, as a gather CNN's first (stations x time) kernel does."""
-    index = neighbour_index(station_mask, station_x_m, neighbours)
-    channels, samples = x.shape[2:]
-    parts = [x] + [x.gather(1, index[:, :, j, None, None].expand(-1, -1, channels, samples))
-                   for j in range(index.shape[-1])]
-    return torch.cat(parts, dim=2)
 
 
 def validate_station_positions(station_x_m, mask: torch.Tensor) -> torch.Tensor | None:
@@ -327,10 +349,29 @@ class WaveformPreprocessor(nn.Module):
         positions = validate_station_positions(station_x_m, mask)
         x, log_rms, live = _normalise_channels(waveforms, mask)
         trunk = {"waveforms": x, "station_mask": mask}
+        neighbours = None
         if self.config.neighbour_stations:
-            trunk["neighbours"] = neighbour_index(mask, positions, self.config.neighbour_stations)
+            neighbours = trunk["neighbours"] = neighbour_index(mask, positions, self.config.neighbour_stations)
         head: dict[str, torch.Tensor] = {"station_mask": mask}
         if self.config.head == "array":
             head["station_x_m"] = positions
             head["station_log_amplitude"] = _relative(log_rms, live & mask[..., None])
+        if self.config.station_stride > 1:
+            # The trunk's tokens come out for the encoded stations only, packed (see compact_stations);
+            # the head's inputs are packed the same way, and each encoded station also carries its
+            # neighbours' amplitudes, as the stations left out are heard through it.
+            amplitude = head["station_log_amplitude"]
+            head["station_log_amplitude"] = torch.cat(
+                [amplitude] + [amplitude.gather(1, neighbours[..., j, None].expand_as(amplitude))
+                               for j in range(neighbours.shape[-1])], dim=-1)
+            index, valid = compact_stations(strided_stations(mask, positions, self.config.station_stride))
+            trunk["encoded_index"], trunk["encoded_valid"] = index, valid
+            head["station_mask"] = valid
+            if positions is not None:
+                head["station_x_m"] = positions.gather(1, index).masked_fill(~valid, 0.0)
+            else:  # the line a record without coordinates is taken as, before packing
+                head["station_x_m"] = line_positions(mask, self.config.station_spacing_m).gather(1, index).masked_fill(~valid, 0.0)
+            amplitude = head["station_log_amplitude"]
+            head["station_log_amplitude"] = amplitude.gather(1, index[..., None].expand(-1, -1, amplitude.shape[-1]))
+            head["station_log_amplitude"] = head["station_log_amplitude"].masked_fill(~valid[..., None], 0.0)
         return {"trunk": trunk, "head": head}

@@ -56,57 +56,102 @@ def hf_config(config: WaveformTowerConfig) -> Wav2Vec2Config:
 class MultiChannelFeatureEncoder(nn.Module):
     """Wav2Vec2's convolutional feature encoder reading (batch, channels, time).
 
-    Holds the HF conv layers under the same attribute name (``conv_layers``), so keys stay HF's.
+    Holds the HF conv layers under the same attribute name (``conv_layers``), so keys stay HF's
+    and SeisLM weights load unchanged. It computes what HF's ``Wav2Vec2LayerNormConvLayer`` stack
+    computes (convolution, LayerNorm over channels, GELU) in a channels-last layout: each
+    convolution is one matrix product of the (frames, channels x kernel) windows with the
+    flattened kernel, so the LayerNorm over channels runs on the last axis and no transpose is
+    copied between layers. Why: on one CPU thread HF's layout spent most of the encoder's time in
+    strided-convolution backward passes and transposes around each LayerNorm, not in arithmetic
+    (OpenFWI's 70 x 5 x 1000 records, a batch of 32: see benchmarks/RESULTS.md). Layers this
+    path does not cover (padding, dilation, groups, another norm) run HF's own forward.
+
     Inside :meth:`reading_neighbours` the first convolution's input is each row's own channels
     followed by those of the rows named in ``neighbour_rows`` (``neighbour_stations``): as the
-    convolution is linear, it is computed as one convolution of the rows with each kernel block
-    and a sum of the neighbours' outputs, which are 8-64x shorter than the traces, instead of
-    on a stacked copy of the input (on OpenFWI's records that copy cost 0.17 s a batch of 32).
+    convolution is linear, each row's windows are multiplied with every kernel block and the
+    neighbours' outputs, which are 8-64x shorter than the traces, are summed, instead of
+    building a stacked copy of the input.
     """
 
     def __init__(self, conv_layers: nn.ModuleList) -> None:
         super().__init__()
         self.conv_layers = conv_layers
         self._neighbour_rows: torch.Tensor | None = None
+        self._output_rows: torch.Tensor | None = None
 
     def _freeze_parameters(self) -> None:  # called by Wav2Vec2Model.freeze_feature_encoder
         for param in self.parameters():
             param.requires_grad = False
 
     @contextmanager
-    def reading_neighbours(self, neighbour_rows: torch.Tensor | None):
-        """Within the block, row i's neighbours are the rows ``neighbour_rows[i]`` (rows, 2 k)."""
-        self._neighbour_rows = neighbour_rows
+    def reading_neighbours(self, neighbour_rows: torch.Tensor | None, output_rows: torch.Tensor | None = None):
+        """Within the block, row i's neighbours are the rows ``neighbour_rows[i]`` (rows, 2 k), and
+        only the rows ``output_rows`` (None: all) go on past the first convolution, in that order
+        (``station_stride``)."""
+        if output_rows is not None and neighbour_rows is None:
+            raise ValueError("output rows need neighbour rows: a station left out must be read by a neighbour")
+        self._neighbour_rows, self._output_rows = neighbour_rows, output_rows
         try:
             yield
         finally:
-            self._neighbour_rows = None
+            self._neighbour_rows = self._output_rows = None
 
-    def _first_layer_with_neighbours(self, layer: nn.Module, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def _channels_last_ok(layer: nn.Module) -> bool:
         conv = layer.conv
-        blocks = conv.weight.shape[1] // x.shape[1]
-        if blocks != 1 + rows.shape[1]:
-            raise ValueError(f"the first convolution reads {blocks} blocks of {x.shape[1]} channels; "
-                             f"got {rows.shape[1]} neighbours a row")
-        weight = torch.cat(conv.weight.split(x.shape[1], dim=1), dim=0)  # (blocks * out, channels, kernel)
-        y = nn.functional.conv1d(x, weight, None, conv.stride).unflatten(1, (blocks, conv.out_channels))
-        hidden = y[:, 0]
-        for j in range(rows.shape[1]):
-            hidden = hidden + y[rows[:, j], j + 1]
-        if conv.bias is not None:
-            hidden = hidden + conv.bias[:, None]
-        # The rest of transformers' Wav2Vec2LayerNormConvLayer.forward: norm over channels, activation.
-        hidden = layer.layer_norm(hidden.transpose(-2, -1)).transpose(-2, -1)
-        return layer.activation(hidden)
+        return (isinstance(getattr(layer, "layer_norm", None), nn.LayerNorm) and conv.padding == (0,)
+                and conv.dilation == (1,) and conv.groups == 1)
+
+    @staticmethod
+    def _windows(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
+        """(rows, channels, time) -> (rows, frames, channels * kernel), channel-major in each window
+        as a Conv1d weight (out, channels, kernel) is flattened."""
+        frames = (x.shape[-1] - kernel) // stride + 1
+        if kernel == stride:  # non-overlapping windows: one reshaped copy
+            return x[..., : frames * stride].unflatten(-1, (frames, stride)).transpose(1, 2).flatten(2)
+        return x.unfold(-1, kernel, stride).transpose(1, 2).flatten(2)
+
+    def _layer(self, layer: nn.Module, x: torch.Tensor, channels_first: bool, rows: torch.Tensor | None,
+               output_rows: torch.Tensor | None = None):
+        """One conv layer: ``x`` (rows, channels, time) if ``channels_first`` else (rows, time, channels)
+        -> (rows, frames, out) after convolution, LayerNorm and activation; with ``output_rows``,
+        only those rows come out."""
+        conv = layer.conv
+        kernel, stride = conv.kernel_size[0], conv.stride[0]
+        if not channels_first:  # (rows, time, channels) -> windows over time of all channels
+            x = x.transpose(1, 2)
+        windows = self._windows(x, kernel, stride)
+        if rows is None:
+            hidden = nn.functional.linear(windows, conv.weight.flatten(1), conv.bias)
+        else:
+            blocks = conv.weight.shape[1] // x.shape[1]
+            if blocks != 1 + rows.shape[1]:
+                raise ValueError(f"the first convolution reads {blocks} blocks of {x.shape[1]} channels; "
+                                 f"got {rows.shape[1]} neighbours a row")
+            weight = torch.cat([w.flatten(1) for w in conv.weight.split(x.shape[1], dim=1)], dim=0)
+            y = nn.functional.linear(windows, weight).unflatten(-1, (blocks, conv.out_channels))
+            if output_rows is not None:
+                rows = rows.index_select(0, output_rows)
+            hidden = y[:, :, 0] if output_rows is None else y.index_select(0, output_rows)[:, :, 0]
+            for j in range(rows.shape[1]):
+                hidden = hidden + y[rows[:, j], :, j + 1]
+            if conv.bias is not None:
+                hidden = hidden + conv.bias
+        return layer.activation(layer.layer_norm(hidden))
 
     def forward(self, input_values: torch.Tensor) -> torch.Tensor:
-        hidden = input_values
+        hidden, channels_last = input_values, False
         for i, layer in enumerate(self.conv_layers):
-            if i == 0 and self._neighbour_rows is not None:
-                hidden = self._first_layer_with_neighbours(layer, hidden, self._neighbour_rows)
-            else:
-                hidden = layer(hidden)
-        return hidden
+            rows = self._neighbour_rows if i == 0 else None
+            if self._channels_last_ok(layer):
+                output_rows = self._output_rows if i == 0 else None
+                hidden, channels_last = self._layer(layer, hidden, not channels_last, rows, output_rows), True
+                continue
+            if rows is not None:
+                raise ValueError("neighbour stations need a first convolution without padding, dilation or groups")
+            hidden = layer(hidden.transpose(1, 2) if channels_last else hidden)
+            channels_last = False
+        return hidden.transpose(1, 2) if channels_last else hidden  # HF's (rows, channels, frames)
 
 
 class MultiChannelWav2Vec2Model(Wav2Vec2Model):
@@ -152,10 +197,20 @@ class WaveformTrunk(nn.Module):
         return self.tower_config.hidden_size
 
     def forward(self, waveforms: torch.Tensor, station_mask: torch.Tensor,
-                neighbours: torch.Tensor | None = None) -> torch.Tensor:
+                neighbours: torch.Tensor | None = None, encoded_index: torch.Tensor | None = None,
+                encoded_valid: torch.Tensor | None = None) -> torch.Tensor:
         """``neighbours`` (batch, stations, 2 k): the station indices whose channels the first
         convolution reads beside each station's own (``preprocess.neighbour_index``); always
-        present stations."""
+        present stations. ``encoded_index``, ``encoded_valid`` (batch, k): with
+        ``station_stride``, the present stations whose frames come out, packed
+        (``preprocess.compact_stations``): the output is then (batch, k, frames, hidden), zeros
+        where not valid, and the other stations are read only as neighbours."""
+        if (neighbours is None) != (self.tower_config.neighbour_stations == 0):
+            raise ValueError(f"this trunk reads {self.tower_config.neighbour_stations} neighbour stations a side: pass "
+                             "neighbours exactly when that is > 0 (WaveformPreprocessor gives them)")
+        if (encoded_index is None) != (self.tower_config.station_stride == 1):
+            raise ValueError(f"this trunk encodes every {self.tower_config.station_stride}th station: pass encoded_index "
+                             "exactly when that is > 1 (WaveformPreprocessor gives it)")
         batch, stations, channels, samples = waveforms.shape
         flat = waveforms.reshape(batch * stations, channels, samples)
         flat = flat.to(self.wav2vec2.feature_projection.projection.weight.dtype)
@@ -164,17 +219,24 @@ class WaveformTrunk(nn.Module):
         if neighbours is not None:  # station indices -> rows of the flattened batch
             offset = torch.arange(batch, device=neighbours.device)[:, None, None] * stations
             rows = (neighbours + offset).reshape(batch * stations, -1)
-        if bool(present.all()):
+        if bool(present.all()) and encoded_index is None:
             with self.wav2vec2.feature_extractor.reading_neighbours(rows):
                 frames = self.wav2vec2(input_values=flat).last_hidden_state
             return frames.reshape(batch, stations, *frames.shape[1:])
         index = present.nonzero().flatten()
+        renumber = present.long().cumsum(0) - 1  # row of the flattened batch -> row among the present
         if rows is not None:  # rows of the present stations only, renumbered among them
-            rows = (present.long().cumsum(0) - 1)[rows.index_select(0, index)]
-        with self.wav2vec2.feature_extractor.reading_neighbours(rows):
+            rows = renumber[rows.index_select(0, index)]
+        if encoded_index is None:
+            output_rows, out_index, out_stations = None, index, stations
+        else:  # the encoded stations' rows among the present, and where they go in the packed output
+            offset = torch.arange(batch, device=encoded_index.device)[:, None] * stations
+            output_rows = renumber[(encoded_index + offset)[encoded_valid]]
+            out_index, out_stations = encoded_valid.reshape(-1).nonzero().flatten(), encoded_index.shape[1]
+        with self.wav2vec2.feature_extractor.reading_neighbours(rows, output_rows):
             frames = self.wav2vec2(input_values=flat.index_select(0, index)).last_hidden_state
-        out = frames.new_zeros(batch * stations, *frames.shape[1:]).index_copy(0, index, frames)
-        return out.reshape(batch, stations, *frames.shape[1:])
+        out = frames.new_zeros(batch * out_stations, *frames.shape[1:]).index_copy(0, out_index, frames)
+        return out.reshape(batch, out_stations, *frames.shape[1:])
 
     def trainable_tail(self, blocks: int) -> list[nn.Module]:
         """The last ``blocks`` transformer layers and the final encoder norm."""
