@@ -260,3 +260,15 @@ def test_a_strided_trunk_gives_the_unstrided_frames_of_the_stations_it_encodes(a
 def test_a_station_stride_needs_neighbours_that_cover_the_stations_left_out():
     with pytest.raises(ValueError, match="station_stride 3 needs head: array and neighbour_stations >= 2"):
         create_model("tiny", waveform={"head": "array", "neighbour_stations": 1, "station_stride": 3})
+
+
+def test_a_strided_model_saves_and_loads_with_its_stride(tmp_path):
+    from seisbind.models.joint import SeisBindModel
+
+    torch.manual_seed(0)
+    model = create_model("tiny", waveform={"head": "array", "neighbour_stations": 1, "station_stride": 2}).eval()
+    model.save_pretrained(tmp_path / "m")
+    loaded = SeisBindModel.from_pretrained(tmp_path / "m").eval()
+    assert loaded.config.waveform.station_stride == 2
+    x, pos = _record(stations=5, seed=10), _positions(stations=5)
+    assert torch.allclose(_embed(model, x, positions=pos), _embed(loaded, x, positions=pos), atol=1e-6)
