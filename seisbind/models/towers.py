@@ -49,7 +49,7 @@ def _waveform_tower() -> Tower:
     def head(cfg, trunk, embed_dim):
         if cfg.head == "array":
             # With a station stride each encoded station also carries its neighbours' amplitudes.
-            channels = cfg.in_chans * (1 + 2 * cfg.neighbour_stations if cfg.station_stride > 1 else 1)
+            channels = cfg.trunk_channels if cfg.station_stride > 1 else cfg.in_chans
             return ArrayHead(trunk.width, embed_dim, channels, cfg.array_width, cfg.array_depth, cfg.array_heads,
                              cfg.array_time_pool, cfg.station_spacing_m)  # fmt: skip
         return ProjectionHead(trunk.width, embed_dim, StationAttentionPool(trunk.width))
