@@ -357,21 +357,21 @@ class WaveformPreprocessor(nn.Module):
             head["station_x_m"] = positions
             head["station_log_amplitude"] = _relative(log_rms, live & mask[..., None])
         if self.config.station_stride > 1:
-            # The trunk's tokens come out for the encoded stations only, packed (see compact_stations);
-            # the head's inputs are packed the same way, and each encoded station also carries its
+            # The trunk's tokens come out for the encoded stations only, packed (compact_stations),
+            # so the head's inputs are packed the same way; each encoded station also carries its
             # neighbours' amplitudes, as the stations left out are heard through it.
-            amplitude = head["station_log_amplitude"]
-            head["station_log_amplitude"] = torch.cat(
-                [amplitude] + [amplitude.gather(1, neighbours[..., j, None].expand_as(amplitude))
-                               for j in range(neighbours.shape[-1])], dim=-1)
             index, valid = compact_stations(strided_stations(mask, positions, self.config.station_stride))
             trunk["encoded_index"], trunk["encoded_valid"] = index, valid
-            head["station_mask"] = valid
-            if positions is not None:
-                head["station_x_m"] = positions.gather(1, index).masked_fill(~valid, 0.0)
-            else:  # the line a record without coordinates is taken as, before packing
-                head["station_x_m"] = line_positions(mask, self.config.station_spacing_m).gather(1, index).masked_fill(~valid, 0.0)
+
+            def packed(values: torch.Tensor) -> torch.Tensor:  # (batch, stations, ...) -> (batch, k, ...)
+                tail = (1,) * (values.ndim - 2)
+                picked = values.gather(1, index.reshape(*index.shape, *tail).expand(-1, -1, *values.shape[2:]))
+                return picked.masked_fill(~valid.reshape(*valid.shape, *tail), 0.0)
+
             amplitude = head["station_log_amplitude"]
-            head["station_log_amplitude"] = amplitude.gather(1, index[..., None].expand(-1, -1, amplitude.shape[-1]))
-            head["station_log_amplitude"] = head["station_log_amplitude"].masked_fill(~valid[..., None], 0.0)
+            around = [amplitude.gather(1, neighbours[..., j, None].expand_as(amplitude)) for j in range(neighbours.shape[-1])]
+            # Without coordinates, the line the record is taken as is laid out before packing.
+            where = positions if positions is not None else line_positions(mask, self.config.station_spacing_m)
+            head = {"station_mask": valid, "station_x_m": packed(where),
+                    "station_log_amplitude": packed(torch.cat([amplitude, *around], dim=-1))}
         return {"trunk": trunk, "head": head}
