@@ -225,6 +225,15 @@ def test_augmentation_keeps_moveout_and_relative_amplitudes():
     assert np.all(out[:, 2] == 0)
 
 
+def test_a_noiseless_augmentation_is_exactly_a_gain_and_a_shift():
+    record = np.random.default_rng(1).standard_normal((4, 3, 50)).astype(np.float32)
+    out = WaveformAugment((2.0, 2.0), (0.0, 0.0), 0)(record, np.random.default_rng(0))
+    assert np.array_equal(out, record * np.float32(2.0))
+    noisy = WaveformAugment((2.0, 2.0), (0.1, 0.1), 0)(record, np.random.default_rng(0))
+    residual = noisy - record * np.float32(2.0)
+    assert np.isclose(residual.std(), 0.1 * record.std(), rtol=0.1)  # noise RMS relative to the record's
+
+
 # --- checkpoints ------------------------------------------------------------------------------
 
 
