@@ -20,6 +20,8 @@ Usage:
   python benchmarks/bench_retrieval.py --data runs/openfwi --config CONFIG --set batch_size=16 --out-json r.json
   python benchmarks/bench_retrieval.py --data runs/openfwi-1500 --config configs/openfwi.yaml --held-out runs/openfwi-new-families
   python benchmarks/bench_retrieval.py --data runs/openfwi-1500 --config configs/openfwi.yaml --side-by-side
+  python benchmarks/bench_retrieval.py --data runs/openfwi-3fam --config configs/openfwi.yaml --side-by-side \
+      --held-out runs/openfwi-heldout --held-out-split train
 """
 
 from __future__ import annotations
@@ -80,11 +82,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="split of --held-out to score (any: none of it was trained on; default test)")
     parser.add_argument("--side-by-side", action="store_true",
                         help="train the gather CNN during the model's training, in its own process on its own core "
-                             "(scores --split only; not with --held-out)")
+                             "(that process scores --split and --held-out)")
     args = parser.parse_args(argv)
-    if args.side_by_side and (args.held_out or args.cnn_seconds is not None or args.cnn_batch_size != 32):
-        parser.error("--side-by-side gives the CNN the model's wall time and its default batch, and scores --split "
-                     "only: drop --held-out, --cnn-seconds and --cnn-batch-size, or --side-by-side")
+    if args.side_by_side and (args.cnn_seconds is not None or args.cnn_batch_size != 32):
+        parser.error("--side-by-side gives the CNN the model's wall time and its default batch: drop --cnn-seconds "
+                     "and --cnn-batch-size, or --side-by-side")
 
     from seisbind.data.dataset import load_paired
     from seisbind.evaluation.baselines import random_similarity
@@ -107,10 +109,13 @@ def main(argv: list[str] | None = None) -> int:
         cuda = torch.cuda.is_available() and not config.cpu
         # The CNN keeps its best validation checkpoint when the model is scored as its best-model.
         select = args.model_folder == "best-model"
-        beside = None
+        beside, cnn_held_out = None, None
         if args.side_by_side:
             image_config = model_config(config.model, **config.model_overrides).image
-            beside = start_in_process(args.data, args.split, None, config.seed, image_config, threads=1, select=select)
+            # Its process scores --split, and the held-out split with the same weights.
+            also = [(args.held_out, args.held_out_split)] if args.held_out else []
+            beside = start_in_process(args.data, args.split, None, config.seed, image_config, threads=1, select=select,
+                                      also=also)
         length = (f"{config.time_budget_s:g} s (at most {config.max_steps} steps)" if config.time_budget_s
                   else f"{config.max_steps} steps")
         print(f"[1/3] training {config.model} for {length} ({args.config}) -> {out}"
@@ -121,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
             train_seconds = time.perf_counter() - t
             if beside is not None:
                 beside.set_max_seconds(train_seconds)
-                cnn_similarity, cnn_fit_info = beside.get()
+                cnn_similarity, cnn_fit_info, *also_scored = beside.get()
+                cnn_held_out = also_scored[0][0] if also_scored else None
         finally:
             if beside is not None:
                 beside.stop()
@@ -150,21 +156,23 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print("[2/3] the gather CNN trained beside the model", flush=True)
 
-        def score(dataset) -> dict:
-            """Both directions' retrieval of the model, the CNN and chance on one split."""
+        def score(dataset, cnn_scored=None) -> dict:
+            """Both directions' retrieval of the model, the CNN and chance on one split (``cnn_scored``:
+            the CNN's similarities when its own process scored this split)."""
             emb = embed_split(model, dataset, args.batch_size, progress=False)
             positives = emb.positives()
             return {
                 "seisbind": retrieval_both_ways(emb.waveform @ emb.image.T, positives),
-                # side by side, the CNN's process scored --split (the only one scored then)
-                "gather CNN": retrieval_both_ways(cnn.similarity(dataset) if cnn_similarity is None else cnn_similarity,
+                "gather CNN": retrieval_both_ways(cnn.similarity(dataset) if cnn_scored is None else cnn_scored,
                                                   positives),
                 "random": retrieval_both_ways(random_similarity(*positives.shape, seed=config.seed), positives),
             }
 
         print(f"[3/3] scoring the {args.split} split ({len(data_test)} geologies)", flush=True)
-        retrieval = score(data_test)
-        held_out = score(load_paired(args.held_out, args.held_out_split)) if args.held_out else None
+        retrieval = score(data_test, cnn_similarity)
+        held_out = None
+        if args.held_out:
+            held_out = score(load_paired(args.held_out, args.held_out_split), cnn_held_out)
 
     fit = cnn_fit_info
     cnn_train = {**fit, "pairs_per_s": fit["steps"] * fit["batch_size"] / fit["seconds"],  # per wall second, as above

@@ -204,14 +204,16 @@ def test_the_out_of_process_fit_equals_the_in_process_one(tmp_path):
     from test_data_generate import TINY_QUAKE
 
     generate(tmp_path, "quake", 8, config=TINY_QUAKE, progress=False)
-    pending = start_in_process(tmp_path, "test", {"steps": 3}, 4, None, 1)
+    pending = start_in_process(tmp_path, "test", {"steps": 3}, 4, None, 1, also=[(tmp_path, "validation")])
     try:
-        sim, info = pending.get(timeout=300)
+        sim, info, (also,) = pending.get(timeout=300)
     finally:
         pending.stop()
     here = GatherCNNBaseline(steps=3, seed=4)
     here.fit(load_paired(tmp_path, "train"))
     np.testing.assert_array_equal(sim, here.similarity(load_paired(tmp_path, "test")))
+    # a further split scored by the same weights (the benchmark's held-out geology)
+    np.testing.assert_array_equal(also, here.similarity(load_paired(tmp_path, "validation")))
     assert info["steps"] == 3 and info["threads"] == 1
 
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -301,8 +302,11 @@ class GatherCNNBaseline:
 
 
 def fit_and_score(data_dir: str, split: str, budget: dict | None, seed: int, image_config, threads: int,
-                  shared_seconds=None, select: bool = True) -> tuple[np.ndarray, dict]:
+                  shared_seconds=None, select: bool = True, also: Sequence[tuple[str, str]] = ()) -> tuple:
     """Fit the gather CNN on ``data_dir``'s train split and score ``split``: ``(similarity, fit_info)``.
+
+    ``also``: further ``(data folder, split)`` pairs to score with the same weights (held-out
+    geology, say); their similarities come as a third element, a list in the same order.
 
     The body of :func:`start_in_process`'s child: it reads the data from disk itself, so nothing
     but paths, numbers and the image config crosses the process boundary. ``budget`` None trains
@@ -318,7 +322,10 @@ def fit_and_score(data_dir: str, split: str, budget: dict | None, seed: int, ima
     else:
         baseline = GatherCNNBaseline(**budget, seed=seed, image_config=image_config)
         baseline.fit(load_paired(data_dir, "train"), validation=validation)
-    return baseline.similarity(load_paired(data_dir, split)), baseline.fit_info
+    similarity = baseline.similarity(load_paired(data_dir, split))
+    if also:
+        return similarity, baseline.fit_info, [baseline.similarity(load_paired(d, s)) for d, s in also]
+    return similarity, baseline.fit_info
 
 
 def _child(conn, *args) -> None:
@@ -355,7 +362,7 @@ class FitInProcess:
             raise ValueError(f"the gather CNN's wall budget must be positive; got {seconds}")
         self.shared_seconds.value = float(seconds)
 
-    def get(self, timeout: float | None = None) -> tuple[np.ndarray, dict]:
+    def get(self, timeout: float | None = None) -> tuple:
         if self.open_ended and math.isinf(self.shared_seconds.value):
             raise RuntimeError("the gather CNN has no wall budget yet: call set_max_seconds before get")
         if not self.conn.poll(timeout):
@@ -377,7 +384,7 @@ class FitInProcess:
 
 
 def start_in_process(data_dir, split: str, budget: dict | None, seed: int, image_config, threads: int,
-                     select: bool = True) -> FitInProcess:
+                     select: bool = True, also: Sequence[tuple[str, str]] = ()) -> FitInProcess:
     """Start :func:`fit_and_score` in a fresh process.
 
     The gather CNN's budget is wall time, and its loop takes ``threads`` cores as the main
@@ -388,15 +395,17 @@ def start_in_process(data_dir, split: str, budget: dict | None, seed: int, image
     trains both at once, one core each). In one process the two would share the interpreter lock.
     The child is spawned, not forked (a forked child of a process that has run torch can
     deadlock in its thread pools), and answers through a pipe: a ``multiprocessing.Pool``'s queue
-    locks are left to the resource tracker, which warns of leaked semaphores at exit. ``select``:
-    as :func:`fit_and_score`.
+    locks are left to the resource tracker, which warns of leaked semaphores at exit. ``select``
+    and ``also``: as :func:`fit_and_score`, whose result :meth:`FitInProcess.get` returns.
     """
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
     receive, send = ctx.Pipe(duplex=False)
     shared = ctx.Value("d", math.inf, lock=False) if budget is None else None
-    process = ctx.Process(target=_child, args=(send, str(data_dir), split, budget, seed, image_config, threads, shared, select),
+    also = [(str(d), str(s)) for d, s in also]
+    process = ctx.Process(target=_child, args=(send, str(data_dir), split, budget, seed, image_config, threads, shared, select,
+                                               also),
                           daemon=True, name="gather-cnn")  # fmt: skip
     process.start()
     send.close()  # the child holds the sending end now
