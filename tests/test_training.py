@@ -232,6 +232,12 @@ def test_a_noiseless_augmentation_is_exactly_a_gain_and_a_shift():
     noisy = WaveformAugment((2.0, 2.0), (0.1, 0.1), 0)(record, np.random.default_rng(0))
     residual = noisy - record * np.float32(2.0)
     assert np.isclose(residual.std(), 0.1 * record.std(), rtol=0.1)  # noise RMS relative to the record's
+    # without noise the Gaussian draw is skipped: the generator moved by the three scalar draws only
+    rng = np.random.default_rng(5)
+    WaveformAugment((0.5, 2.0), (0.0, 0.0), 3)(record, rng)
+    reference = np.random.default_rng(5)
+    reference.integers(-3, 4), reference.uniform(), reference.uniform()
+    assert rng.uniform() == reference.uniform()
 
 
 # --- checkpoints ------------------------------------------------------------------------------

@@ -46,8 +46,7 @@ class WaveformAugment:
         low, high = self.amplitude_scale
         gain = float(np.exp(rng.uniform(np.log(low), np.log(high))))
         level = float(rng.uniform(*self.noise_level))
-        # Skipped only when no pair can get noise, so the draws stay in one order for a given config;
-        # the Gaussian draw is most of a data worker's time on OpenFWI's 350,000-sample records.
+        # Skipped only when no pair can get noise, so the draws stay in one order for a given config.
         noise = rng.standard_normal(x.shape, dtype=np.float32) if self.noise_level[1] > 0 else None
 
         # In place where it can be: an OpenFWI record is 350,000 samples and a data worker builds 32
