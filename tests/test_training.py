@@ -544,3 +544,20 @@ def test_caption_pools_are_per_geology_and_vary_only_when_asked(tiny_data):
     assert many[(3, 0)]["text"] == PairDataset(rows, 0, 2, 4, captions_per_geology=16)[(3, 0)]["text"]  # seeded
     with pytest.raises(ValueError, match="labels=True"):
         PairDataset(load_rows(tiny_data, "train"), 0, 2, 4, captions_per_geology=2)[(0, 0)]
+
+
+def test_mirroring_is_refused_for_channels_it_does_not_know_how_to_mirror():
+    import datasets
+
+    from seisbind.training.augment import mirror_pair, mirrorable
+
+    assert mirrorable("ZNE") and mirrorable("shot0,shot1,shot2")
+    assert not mirrorable("HHZ,HHN,HHE") and not mirrorable("shot1,shot0")
+    with pytest.raises(ValueError, match="channels 'HHZ,HHN,HHE'"):
+        mirror_pair(np.zeros((1, 4, 4)), np.zeros((2, 3, 8)), "HHZ,HHN,HHE")
+    with pytest.raises(ValueError, match="has 2 channels"):
+        mirror_pair(np.zeros((1, 4, 4)), np.zeros((2, 2, 8)), "shot0,shot1,shot2")
+    rows = datasets.Dataset.from_dict({"channels": ["HHZ,HHN,HHE"], "geology_id": [0]})
+    with pytest.raises(ValueError, match="set mirror_prob=0"):
+        PairDataset(rows, seed=0, min_stations=1, max_stations=1, mirror_prob=0.5)
+    PairDataset(rows, seed=0, min_stations=1, max_stations=1, mirror_prob=0.0)  # no mirror asked: fine

@@ -14,6 +14,8 @@ relative amplitudes between stations and components, the shape of each trace) is
 And one of the pair together (:func:`mirror_pair`): a 2-D section mirrored left to right is another
 valid geology, and its record is the original's with the stations in reverse order and the in-plane
 horizontal component (N, along increasing distance) negated; Z and the out-of-plane E are unchanged.
+A record whose channels are shots along the line (OpenFWI's ``shot0..shot4``) mirrors with its shots
+in reverse order as well: shot i of the mirrored section is the mirror of shot n-1-i.
 """
 
 from __future__ import annotations
@@ -80,18 +82,41 @@ def shift_record(x: np.ndarray, shift: int) -> np.ndarray:
 
 
 ZNE = "ZNE"
+SHOT_PREFIX = "shot"  # OpenFWI-layout records: channel i is the gather of shot i along the line
 
 
-def mirror_pair(image: np.ndarray, record: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The mirror image of a 2-D P-SV pair: ``image`` (channels, depth, distance) flipped along
-    distance, ``record`` (stations, ZNE, time) with stations reversed and N negated.
+def mirrorable(channels: str) -> bool:
+    """Whether :func:`mirror_pair` knows how records of ``channels`` mirror (ZNE, or shots)."""
+    return channels == ZNE or _shot_channels(channels)
 
-    Exact for stations placed symmetrically about the section's middle (the quake scenario's
-    evenly spaced stations with equal margins).
+
+def _shot_channels(channels: str) -> bool:
+    names = channels.split(",")
+    return all(name == f"{SHOT_PREFIX}{i}" for i, name in enumerate(names))
+
+
+def mirror_pair(image: np.ndarray, record: np.ndarray, channels: str = ZNE) -> tuple[np.ndarray, np.ndarray]:
+    """The mirror image of a 2-D pair: ``image`` (channels, depth, distance) flipped along
+    distance, ``record`` (stations, channels, time) with stations reversed and, by ``channels``:
+
+    * ``"ZNE"`` (P-SV): N, the in-plane horizontal, negated. Exact for stations placed
+      symmetrically about the section's middle (the quake scenario's evenly spaced stations with
+      equal margins).
+    * ``"shot0,...,shotN"`` (one pressure gather a shot): the shots reversed. Exact where the shots
+      sit symmetrically along the line; OpenFWI's five at cells 0, 17, 34, 52, 69 of 70 mirror onto
+      69, 52, 35, 17, 0, so the middle shot lands one cell (10 m) from where it was fired, a few
+      samples of its direct wave at the receivers beside it.
     """
-    if record.ndim != 3 or record.shape[1] != 3:
-        raise ValueError(f"mirror_pair needs a (stations, ZNE, time) record; got shape {record.shape}")
+    shots = _shot_channels(channels)
+    if record.ndim != 3 or not (shots or (channels == ZNE and record.shape[1] == 3)):
+        raise ValueError(f"mirror_pair needs a (stations, ZNE, time) record or one channel a shot; "
+                         f"got shape {record.shape}, channels {channels!r}")
+    if shots and record.shape[1] != len(channels.split(",")):
+        raise ValueError(f"mirror_pair: the record has {record.shape[1]} channels, {channels!r} names "
+                         f"{len(channels.split(','))}")
     flipped = np.ascontiguousarray(np.asarray(image)[..., ::-1])
+    if shots:
+        return flipped, np.ascontiguousarray(np.asarray(record)[::-1, ::-1])
     mirrored = np.ascontiguousarray(np.asarray(record)[::-1]).copy()
     mirrored[:, 1] *= -1.0
     return flipped, mirrored

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from seisbind.training.augment import ZNE, WaveformAugment, mirror_pair
+from seisbind.training.augment import ZNE, WaveformAugment, mirror_pair, mirrorable
 
 # Streams of SeedSequence(seed, stream, ...): the sampler's permutations, the pairs' draws, and
 # each geology's caption pool.
@@ -131,7 +131,7 @@ class PairDataset(Dataset):
     epoch, row)``: a source of the geology, whether to drop stations (probability
     ``station_drop_prob``; then a subset of ``min_stations..max_stations`` of them is kept, all of
     them if it has fewer, in their order along the surface; otherwise the whole array), whether the
-    pair is mirrored (probability ``mirror_prob``; ZNE records only) and the waveform
+    pair is mirrored (probability ``mirror_prob``; ZNE or shot-gather records, see ``mirror_pair``) and the waveform
     augmentation (``augment``, or none). The stations keep their positions (``station_x_m``).
 
     With ``captions_per_geology`` = n > 0 each pair also carries a caption (``text``), one of a pool
@@ -155,11 +155,10 @@ class PairDataset(Dataset):
         self.min_stations, self.max_stations = min_stations, max_stations
         self.mirror_prob = float(mirror_prob)
         self.station_drop_prob = float(station_drop_prob)
-        if self.mirror_prob > 0 and len(rows):
-            channels = rows[0].get("channels", ZNE)
-            if channels != ZNE:
-                raise ValueError(f"mirroring needs ZNE records (2-D P-SV); these rows hold channels {channels!r}: "
-                                 "set mirror_prob=0")
+        self.channels = rows[0].get("channels", ZNE) if len(rows) else ZNE
+        if self.mirror_prob > 0 and not mirrorable(self.channels):
+            raise ValueError(f"mirroring needs ZNE records (2-D P-SV) or one channel a shot; these rows hold "
+                             f"channels {self.channels!r}: set mirror_prob=0")
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -194,7 +193,7 @@ class PairDataset(Dataset):
         positions = decode_positions(row, stations)
         if mirror:
             # Stations reversed onto the same (symmetric) positions: see mirror_pair.
-            image, record = mirror_pair(image, record)
+            image, record = mirror_pair(image, record, self.channels)
         if self.augment is not None:
             record = self.augment(record, rng)
         item = {
