@@ -272,3 +272,21 @@ def test_a_strided_model_saves_and_loads_with_its_stride(tmp_path):
     assert loaded.config.waveform.station_stride == 2
     x, pos = _record(stations=5, seed=10), _positions(stations=5)
     assert torch.allclose(_embed(model, x, positions=pos), _embed(loaded, x, positions=pos), atol=1e-6)
+
+
+def test_several_pool_queries_lift_the_embedding_past_the_array_width():
+    """One pool query gives embeddings in a subspace of rank array_width (the projection of one
+    pooled token); four queries, concatenated, are not held to it. Permutation invariance stays."""
+    torch.manual_seed(0)
+    ranks = {}
+    for queries in (1, 4):
+        model = create_model("tiny", waveform={"head": "array", "array_width": 8, "array_heads": 2,
+                                               "array_queries": queries}).eval()
+        x = _record(batch=40, seed=3)
+        with torch.no_grad():
+            raw = model.encode_waveform(x, normalize=False, station_x_m=_positions(40))
+        ranks[queries] = torch.linalg.matrix_rank(raw, rtol=1e-4).item()
+        perm = torch.tensor([3, 0, 5, 1, 4, 2])
+        assert torch.allclose(_embed(model, x[:4], positions=_positions(4)),
+                              _embed(model, x[:4, perm], positions=_positions(4)[:, perm]), atol=1e-5)
+    assert ranks[1] <= 8 < ranks[4]

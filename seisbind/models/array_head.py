@@ -17,7 +17,9 @@ station over time and pooled the stations as an unordered set, which keeps neith
    logits, head 0 with slope 0 (the whole array) and the others with learned slopes starting at
    2, 8, 32, ... per km (neighbours first: nearby stations see nearly the same wavefield, which
    is what a convolution along a regular line exploits, here for any geometry);
-4. pools all (station, time) tokens with one learned query (CLIP's attention pooling).
+4. pools all (station, time) tokens with ``queries`` learned queries (CLIP's attention pooling;
+   with several, their outputs are concatenated before the projection, so the embedding is not
+   held to rank ``array_width``).
 
 Absent stations are masked out of every station attention and of the pool, so they have no
 effect; a record of one station works; stations are a set (no index encoding), so permuting
@@ -104,7 +106,7 @@ class ArrayHead(nn.Module):
     """
 
     def __init__(self, width: int, embed_dim: int, channels: int, array_width: int = 0, depth: int = 2,
-                 heads: int = 4, time_pool: int = 2, station_spacing_m: float = 100.0) -> None:
+                 heads: int = 4, time_pool: int = 2, station_spacing_m: float = 100.0, queries: int = 1) -> None:
         super().__init__()
         inner = array_width or width
         self.time_pool, self.station_spacing_m, self.inner = int(time_pool), float(station_spacing_m), inner
@@ -119,11 +121,12 @@ class ArrayHead(nn.Module):
         init = torch.tensor([2.0 * 4.0 ** (h - 1) for h in range(1, heads)])
         self.distance_slope = nn.Parameter(torch.log(torch.expm1(init)))
         self.time_layers = nn.ModuleList(Block(inner, heads) for _ in range(depth))
-        self.query = nn.Parameter(torch.zeros(1, 1, inner))
+        # Several queries must differ from the start, or they pool alike and stay alike.
+        self.query = nn.Parameter(torch.zeros(1, 1, inner) if queries == 1 else torch.randn(1, queries, inner) * inner**-0.5)
         self.pool = nn.MultiheadAttention(inner, heads, batch_first=True)
         self.out_norm = nn.LayerNorm(inner, eps=1e-6)
-        self.proj = nn.Linear(inner, embed_dim, bias=False)
-        nn.init.normal_(self.proj.weight, std=inner**-0.5)  # CLIP's projection initialisation
+        self.proj = nn.Linear(queries * inner, embed_dim, bias=False)
+        nn.init.normal_(self.proj.weight, std=(queries * inner) ** -0.5)  # CLIP's projection initialisation
 
     def forward(self, tokens: torch.Tensor, station_mask: torch.Tensor, station_x_m: torch.Tensor | None = None,
                 station_log_amplitude: torch.Tensor | None = None) -> torch.Tensor:
@@ -162,4 +165,4 @@ class ArrayHead(nn.Module):
         ignore = absent[:, :, None].expand(batch, stations, steps).reshape(batch, stations * steps)
         pooled, _ = self.pool(self.query.expand(batch, -1, -1).to(keys.dtype), keys, keys, key_padding_mask=ignore,
                               need_weights=False)
-        return self.proj(pooled[:, 0])
+        return self.proj(pooled.flatten(1))

@@ -169,6 +169,9 @@ class WaveformTowerConfig:
     array_depth: int = 2  # (station attention, time attention) block pairs
     array_heads: int = 4
     array_time_pool: int = 2  # trunk frames averaged into one time token
+    # Learned queries of the final attention pool, their outputs concatenated before the
+    # projection: 1 query gives an embedding of rank array_width at most.
+    array_queries: int = 1
     # Where stations sit when a record carries no coordinates: a line in the given order, this far
     # apart (m). OpenFWI's receivers are 10 m apart; the quake scenario's 16 stations ~120 m.
     station_spacing_m: float = 100.0
@@ -195,7 +198,8 @@ class WaveformTowerConfig:
             raise ValueError(f"{sec} config: head must be one of {WAVEFORM_HEADS}; got {self.head!r}")
         if self.head == "array":
             _check_positive(sec, array_depth=self.array_depth, array_heads=self.array_heads,
-                            array_time_pool=self.array_time_pool, station_spacing_m=self.station_spacing_m)
+                            array_time_pool=self.array_time_pool, array_queries=self.array_queries,
+                            station_spacing_m=self.station_spacing_m)
             if self.array_width < 0 or (self.array_width or self.hidden_size) % self.array_heads:
                 raise ValueError(f"{sec} config: array_width {self.array_width or self.hidden_size} must be "
                                  f"positive and divisible by array_heads {self.array_heads}")
