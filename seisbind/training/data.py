@@ -155,8 +155,9 @@ class PairDataset(Dataset):
         self.min_stations, self.max_stations = min_stations, max_stations
         self.mirror_prob = float(mirror_prob)
         self.station_drop_prob = float(station_drop_prob)
-        self.channels = rows[0].get("channels", ZNE) if len(rows) else ZNE
-        if self.mirror_prob > 0 and not mirrorable(self.channels):
+        # Read only when mirroring is asked: a row read decodes the whole record (1.4 MB for OpenFWI).
+        self.channels = rows[0].get("channels", ZNE) if self.mirror_prob > 0 and len(rows) else ZNE
+        if not mirrorable(self.channels):
             raise ValueError(f"mirroring needs ZNE records (2-D P-SV) or one channel a shot; these rows hold "
                              f"channels {self.channels!r}: set mirror_prob=0")
 
