@@ -290,3 +290,12 @@ def test_several_pool_queries_lift_the_embedding_past_the_array_width():
         assert torch.allclose(_embed(model, x[:4], positions=_positions(4)),
                               _embed(model, x[:4, perm], positions=_positions(4)[:, perm]), atol=1e-5)
     assert ranks[1] <= 8 < ranks[4]
+
+
+@pytest.mark.parametrize("frames", [1, 3, 7, 8])
+def test_time_mean_pool_is_avg_pool1d_with_ceil_mode(frames):
+    from seisbind.models.array_head import time_mean_pool
+
+    x = torch.randn(2, 3, frames, 5)
+    ref = torch.nn.functional.avg_pool1d(x.reshape(6, frames, 5).transpose(1, 2), 2, ceil_mode=True)
+    assert torch.allclose(time_mean_pool(x, 2), ref.transpose(1, 2).reshape(2, 3, -1, 5), atol=1e-6)

@@ -66,6 +66,21 @@ def relative_offsets_km(station_x_m: torch.Tensor, station_mask: torch.Tensor) -
     return torch.where(station_mask, (x - centre) / 1000.0, torch.zeros((), device=x.device))
 
 
+def time_mean_pool(x: torch.Tensor, size: int) -> torch.Tensor:
+    """(batch, stations, frames, width) -> (batch, stations, ceil(frames / size), width): the mean of
+    each run of ``size`` frames, the last run as long as the frames left (``avg_pool1d`` with
+    ``ceil_mode=True``). Written out: Inductor's backward of that ``avg_pool1d`` divides the last,
+    shorter run's gradient by ``size`` instead of its length (torch 2.14, CPU), so a compiled
+    training step would not be the eager one."""
+    frames = x.shape[2]
+    steps = -(-frames // size)
+    padded = nn.functional.pad(x, (0, 0, 0, steps * size - frames))
+    sums = padded.reshape(*x.shape[:2], steps, size, x.shape[3]).sum(dim=3)
+    counts = torch.full((steps,), float(size), dtype=x.dtype, device=x.device)
+    counts[-1] = frames - (steps - 1) * size
+    return sums / counts[:, None]
+
+
 def line_positions(station_mask: torch.Tensor, spacing_m: float) -> torch.Tensor:
     """Positions for records without coordinates: present stations on a line, in order, ``spacing_m`` apart."""
     order = (station_mask.long().cumsum(dim=1) - 1).clamp(min=0)
@@ -133,8 +148,7 @@ class ArrayHead(nn.Module):
         batch, stations, frames, _ = tokens.shape
         x = self.embed(self.norm(tokens))
         if self.time_pool > 1:
-            x = nn.functional.avg_pool1d(x.reshape(batch * stations, frames, -1).transpose(1, 2), self.time_pool,
-                                         ceil_mode=True).transpose(1, 2).reshape(batch, stations, -1, self.inner)
+            x = time_mean_pool(x, self.time_pool)
         steps = x.shape[2]
         if station_x_m is None:
             station_x_m = line_positions(station_mask, self.station_spacing_m)
