@@ -80,6 +80,9 @@ class TrainConfig:
     grad_clip_norm: float = 1.0  # 0 disables clipping
     gradient_accumulation_steps: int = 1
     mixed_precision: str = "no"  # no, fp16, bf16
+    # torch.compile the towers' trunks and heads for training (seisbind.training.compiling); the run
+    # stays eager, and says so, where the machine cannot compile.
+    compile: bool = False
     cpu: bool = False  # force the CPU even where a GPU is visible
     threads: int = 0  # torch threads per training process; 0 keeps torch's default (OMP_NUM_THREADS or all cores)
     seed: int = 0

@@ -46,6 +46,7 @@ from seisbind.training.checkpointing import (
     verify_checkpoint,
     write_json_atomic,
 )
+from seisbind.training.compiling import compile_towers, eager
 from seisbind.training.config import TrainConfig
 from seisbind.training.data import GlobalBatchSampler, PairDataset, load_rows, make_loader
 from seisbind.training.evaluate import evaluate_retrieval
@@ -173,7 +174,8 @@ def _decide_budget(budget: StepBudget, core, val_rows, accelerator, config: Trai
     from accelerate.utils import broadcast_object_list
 
     window_end = time.perf_counter()
-    evaluate_retrieval(core, val_rows, accelerator, config.val_batch_size)  # timed only: changes no state
+    with eager():
+        evaluate_retrieval(core, val_rows, accelerator, config.val_batch_size)  # timed only: changes no state
     total = budget.decide(window_end, time.perf_counter(), config.eval_every, config.max_steps)
     total = max(int(broadcast_object_list([total])[0]), step)
     log(f"time budget {config.time_budget_s:g} s: {total} steps fit ({budget.seconds_per_step:.3f} s a step, "
@@ -282,6 +284,10 @@ def train(config: TrainConfig) -> TrainResult:
     scheduler = build_scheduler(optimizer, config.warmup_steps, config.max_steps)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     core = accelerator.unwrap_model(model)
+    if config.compile:
+        problem = compile_towers(core)
+        if problem is not None:
+            log(f"note: compile=true, but this machine cannot compile ({problem}); training eagerly")
     loss_options: dict[str, Any] = {"rank": rank, "world_size": world}
     if core.config.loss == "clip":
         # Gathering with gradients makes the gradient of the global-batch loss exact across processes.
@@ -457,7 +463,8 @@ def train(config: TrainConfig) -> TrainResult:
 
             evaluated = (config.eval_every and step % config.eval_every == 0) or step == total_steps
             if evaluated:
-                metrics = evaluate_retrieval(core, val_rows, accelerator, config.val_batch_size)
+                with eager():
+                    metrics = evaluate_retrieval(core, val_rows, accelerator, config.val_batch_size)
                 record({f"val/{k}": v for k, v in metrics.items()}, step)
                 if main:
                     bar.write(f"step {step}: validation (waveform -> image) recall@1 {metrics['wave_to_image_r1']:.3f}, "
