@@ -62,7 +62,7 @@ BEST_DIR, FINAL_DIR = "best-model", "final-model"
 _TRAJECTORY_KEYS = ("model", "model_overrides", "data", "seed", "batch_size", "gradient_accumulation_steps",
                     "min_stations", "max_stations", "station_drop_prob", "mirror_prob", "amplitude_scale", "noise_level",
                     "max_time_shift_s", "lr", "weight_decay", "warmup_steps", "max_steps", "time_budget_s", "lock",
-                    "lock_image", "lock_waveform", "captions_per_geology")
+                    "lock_image", "lock_waveform", "captions_per_geology", "compile")
 
 
 class TrainingDiverged(RuntimeError):
