@@ -5,9 +5,9 @@ reshapes between them, exact GELU, attention over short sequences): on one CPU t
 goes to memory passes and dispatch, not arithmetic, which is what Inductor's fusion removes. Each
 tower's trunk and head is compiled in place (``nn.Module.compile``: the state-dict keys, and so
 checkpoints and saved models, stay as they are); the preprocessors are not (their data-dependent
-checks would break the graph). Validation and embedding run eagerly
-(:func:`eager`): they are a different graph (no gradient, other batch sizes) that would cost a
-second compilation for a few seconds of work.
+checks would break the graph). Validation runs them eagerly (:func:`eager`, inside
+``seisbind.training.evaluate.evaluate_retrieval``): it is a different graph (no gradient, other
+batch sizes) that would cost a second compilation for a few seconds of work.
 
 Inductor needs a C++ compiler on a CPU; without one (or on any failure of a trial compilation)
 :func:`compile_towers` says why and the run stays eager.
@@ -15,7 +15,6 @@ Inductor needs a C++ compiler on a CPU; without one (or on any failure of a tria
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import warnings
 
@@ -53,5 +52,4 @@ def compile_towers(model) -> str | None:
 
 def eager():
     """A context in which compiled modules run their eager code (and compile nothing)."""
-    set_stance = getattr(torch.compiler, "set_stance", None)
-    return set_stance("force_eager") if set_stance is not None else contextlib.nullcontext()
+    return torch.compiler.set_stance("force_eager")  # torch >= 2.6, as pyproject.toml requires

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from seisbind.training.compiling import eager
 from seisbind.training.data import decode_image, decode_positions, decode_record
 
 
@@ -44,7 +45,8 @@ def evaluate_retrieval(model, rows, accelerator, batch_size: int = 64) -> dict[s
     """Embed a split (``data.load_rows``) with ``model`` and return :func:`recall_metrics`.
 
     Geologies are shared out across processes (``i % world_size``) and the embeddings gathered, so
-    every process returns the same figures.
+    every process returns the same figures. A model whose towers were compiled for training runs
+    them eagerly here (:func:`seisbind.training.compiling.eager`).
     """
     n = len(rows)
     if n < 2:
@@ -67,7 +69,7 @@ def evaluate_retrieval(model, rows, accelerator, batch_size: int = 64) -> dict[s
             flat_x = None
             if all(p is not None for p in positions):
                 flat_x = torch.from_numpy(np.stack(positions)).repeat_interleave(s, dim=0).to(device)
-            with accelerator.autocast():
+            with accelerator.autocast(), eager():
                 images.append(model.encode_image(imgs).float())
                 flat = wav.reshape(b * s, *wav.shape[2:]).to(device)
                 records.append(model.encode_waveform(flat, station_x_m=flat_x).float().reshape(b, s, -1))

@@ -46,7 +46,7 @@ from seisbind.training.checkpointing import (
     verify_checkpoint,
     write_json_atomic,
 )
-from seisbind.training.compiling import compile_towers, eager
+from seisbind.training.compiling import compile_towers
 from seisbind.training.config import TrainConfig
 from seisbind.training.data import GlobalBatchSampler, PairDataset, load_rows, make_loader
 from seisbind.training.evaluate import evaluate_retrieval
@@ -174,8 +174,7 @@ def _decide_budget(budget: StepBudget, core, val_rows, accelerator, config: Trai
     from accelerate.utils import broadcast_object_list
 
     window_end = time.perf_counter()
-    with eager():
-        evaluate_retrieval(core, val_rows, accelerator, config.val_batch_size)  # timed only: changes no state
+    evaluate_retrieval(core, val_rows, accelerator, config.val_batch_size)  # timed only: changes no state
     total = budget.decide(window_end, time.perf_counter(), config.eval_every, config.max_steps)
     total = max(int(broadcast_object_list([total])[0]), step)
     log(f"time budget {config.time_budget_s:g} s: {total} steps fit ({budget.seconds_per_step:.3f} s a step, "
@@ -463,8 +462,7 @@ def train(config: TrainConfig) -> TrainResult:
 
             evaluated = (config.eval_every and step % config.eval_every == 0) or step == total_steps
             if evaluated:
-                with eager():
-                    metrics = evaluate_retrieval(core, val_rows, accelerator, config.val_batch_size)
+                metrics = evaluate_retrieval(core, val_rows, accelerator, config.val_batch_size)
                 record({f"val/{k}": v for k, v in metrics.items()}, step)
                 if main:
                     bar.write(f"step {step}: validation (waveform -> image) recall@1 {metrics['wave_to_image_r1']:.3f}, "
