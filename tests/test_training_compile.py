@@ -68,3 +68,21 @@ def test_training_with_compile_on_a_machine_that_cannot_says_so_and_trains(tiny_
     result = train(tiny_config(tiny_data, tmp_path / "run", compile=True, max_steps=2, eval_every=0, save_every=0))
     assert "cannot compile (RuntimeError: no compiler); training eagerly" in capsys.readouterr().out
     assert result.step == 2 and (tmp_path / "run" / "final-model" / "model.safetensors").exists()
+
+
+def test_validation_of_a_compiled_model_compiles_nothing(tiny_data):
+    problem = compiler_problem()
+    if problem is not None:
+        pytest.skip(f"this machine cannot compile: {problem}")
+    from accelerate import Accelerator
+    from torch._dynamo.utils import counters
+
+    from seisbind.training.data import load_rows
+    from seisbind.training.evaluate import evaluate_retrieval
+
+    model = create_model("tiny", image={"img_size": 32})
+    assert compile_towers(model) is None
+    before = dict(counters["stats"])
+    metrics = evaluate_retrieval(model, load_rows(tiny_data, "validation"), Accelerator(cpu=True), batch_size=2)
+    assert metrics["gallery_size"] == 2
+    assert dict(counters["stats"]) == before  # no frame was traced: the towers ran eagerly
