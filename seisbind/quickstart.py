@@ -25,11 +25,21 @@ from seisbind.overrides import add_set_argument, split_override
 DATA_CONFIG = config_path("data", "quake-quickstart.yaml")
 TEXT_QUERY = "layers cut by a fault"
 TRAIN_CONFIG = config_path("quickstart.yaml")
+QUICKSTART_GALLERY = 100  # validation and test geologies at most (at 1,000 geologies a tenth each)
+
+
+def split_sizes(num_geologies: int) -> tuple[int, int]:
+    """(validation, test) geologies: a tenth each, at most 100, the gallery the quickstart's figures
+    are quoted at; more geologies grow the training split only."""
+    from seisbind.data.generate import default_split_sizes
+
+    return tuple(min(QUICKSTART_GALLERY, n) for n in default_split_sizes(num_geologies))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/quickstart", help="folder for everything the quickstart writes")
-    p.add_argument("--num-geologies", type=int, default=1000, help="800 train / 100 validation / 100 test")
+    p.add_argument("--num-geologies", type=int, default=1000, help="geologies to generate (default 1000: 800 train / 100 validation / 100 test); past 1,000 "
+                        "the validation and test splits stay at 100 each and the rest trains")
     p.add_argument("--workers", type=int, default=0, help="generation workers (0 = one per CPU)")
     p.add_argument("--max-steps", type=int,
                    help="train exactly this many steps (default: as many as fit configs/quickstart.yaml's time_budget_s)")
@@ -80,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"[1/5] generating {args.num_geologies} quake geologies -> {out / 'data'}")
     data_cfg = load_yaml(DATA_CONFIG.read_text())
     report = generate(out / "data", "quake", args.num_geologies, seed=args.seed, workers=args.workers,
-                      config=data_cfg, progress=progress)  # fmt: skip
+                      config=data_cfg, progress=progress, split_sizes=split_sizes(args.num_geologies))  # fmt: skip
     timings["generate"] = time.perf_counter() - start
 
     print(f"[2/5] training the tiny towers -> {out / 'train'}")

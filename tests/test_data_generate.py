@@ -81,6 +81,29 @@ def test_splits_are_by_geology_and_cover_everything():
     assert list(assign_splits(3, seed=0)).count("test") == 1
 
 
+def test_fixed_held_out_sizes_grow_only_the_training_split():
+    names = assign_splits(420, seed=3, split_sizes=(10, 10))
+    assert (names == "validation").sum() == 10 and (names == "test").sum() == 10 and (names == "train").sum() == 400
+    # the default sizes are the fractions' (a tenth each), so passing them changes nothing
+    assert list(assign_splits(50, seed=3, split_sizes=(5, 5))) == list(assign_splits(50, seed=3))
+    for bad in [(0, 5), (5, 45), ("a", 1), (5,)]:
+        with pytest.raises(ValueError, match="validation|whole numbers"):
+            assign_splits(50, seed=3, split_sizes=bad)
+
+
+def test_held_out_sizes_are_part_of_the_plan(tmp_path):
+    generate(tmp_path / "a", "openfwi", 12, split_sizes=(2, 3), progress=False)
+    plan = json.loads((tmp_path / "a" / "generation.json").read_text())
+    assert plan["split_sizes"] == {"validation": 2, "test": 3}
+    assert len(load_paired(tmp_path / "a", "test")) == 3 and len(load_paired(tmp_path / "a", "train")) == 7
+    with pytest.raises(ValueError, match="different"):  # resuming with other sizes, or none, is refused
+        generate(tmp_path / "a", "openfwi", 12, progress=False)
+    # sizes equal to the default fractions' write the default plan, which resumes without them
+    generate(tmp_path / "b", "openfwi", 10, split_sizes=(1, 1), progress=False)
+    assert "split_sizes" not in json.loads((tmp_path / "b" / "generation.json").read_text())
+    assert generate(tmp_path / "b", "openfwi", 10, progress=False).chunks_skipped == 2
+
+
 def test_killed_generation_resumes_without_redoing_finished_chunks(tmp_path):
     out = tmp_path / "gen"
     cmd = [sys.executable, "-m", "seisbind", "generate", "--scenario", "openfwi", "--num-geologies", "40",
@@ -140,6 +163,7 @@ def test_a_folder_of_another_generation_is_refused(tmp_path):
         (["--set", "vs_min=4000"], "vs_min"),
         (["--image-size", "8"], "16 x 16"),
         (["--shard", "3/2"], "shard"),
+        (["--num-geologies", "10", "--test-geologies", "9"], "leave some"),
     ],
 )
 def test_bad_parameters_fail_before_any_simulation(tmp_path, capsys, args, message):

@@ -23,3 +23,11 @@ def test_quickstart_end_to_end_small(tmp_path, capsys):
     assert set(results["text"]["zero_shot"]) == {"family", "fault_present", "site_class"}
     assert "| waveform -> text prompts (emergent) |" in printed and "| text -> image, held-out phrasings |" in printed
     assert 'text query "layers cut by a fault"' in printed
+
+
+def test_more_geologies_grow_only_the_training_split():
+    from seisbind.quickstart import split_sizes
+
+    assert split_sizes(1000) == (100, 100)  # the default: 800 / 100 / 100
+    assert split_sizes(4200) == (100, 100)  # 4,000 train, the same gallery of 100
+    assert split_sizes(20) == (2, 2)  # small runs keep a tenth each

@@ -45,15 +45,38 @@ def geology_rng(seed: int, geology_id: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0, geology_id)))
 
 
-def assign_splits(num_geologies: int, seed: int, fractions=DEFAULT_SPLIT_FRACTIONS) -> np.ndarray:
-    """Split name of every geology id: a seeded permutation cut by ``fractions``.
-
-    With three or more geologies, validation and test each get at least one.
-    """
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
-    n_val, n_test = (int(round(num_geologies * f)) for f in fractions[1:])
+def default_split_sizes(num_geologies: int) -> tuple[int, int]:
+    """(validation, test) geologies that DEFAULT_SPLIT_FRACTIONS give; at least one each from three up."""
+    n_val, n_test = (int(round(num_geologies * f)) for f in DEFAULT_SPLIT_FRACTIONS[1:])
     if num_geologies >= 3:
         n_val, n_test = max(n_val, 1), max(n_test, 1)
+    return n_val, n_test
+
+
+def check_split_sizes(num_geologies: int, split_sizes) -> tuple[int, int]:
+    """``split_sizes`` (validation, test) as ints, or a ValueError that says what is wrong."""
+    try:
+        n_val, n_test = (int(n) for n in split_sizes)
+    except (TypeError, ValueError):
+        raise ValueError(f"split sizes must be two whole numbers (validation, test); got {split_sizes!r}") from None
+    if n_val < 1 or n_test < 1 or n_val + n_test >= num_geologies:
+        raise ValueError(f"validation ({n_val}) and test ({n_test}) geologies must each be at least 1 and leave "
+                         f"some of the {num_geologies} for training")
+    return n_val, n_test
+
+
+def assign_splits(num_geologies: int, seed: int, split_sizes: tuple[int, int] | None = None) -> np.ndarray:
+    """Split name of every geology id: a seeded permutation cut into train, validation and test.
+
+    ``split_sizes`` (validation, test) geologies; by default DEFAULT_SPLIT_FRACTIONS of them
+    (:func:`default_split_sizes`). The permutation depends on ``seed`` and the count only, so
+    larger held-out splits take more of the same order.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
+    if split_sizes is None:
+        n_val, n_test = default_split_sizes(num_geologies)
+    else:
+        n_val, n_test = check_split_sizes(num_geologies, split_sizes)
     order = rng.permutation(num_geologies)
     names = np.empty(num_geologies, dtype=object)
     names[order[: num_geologies - n_val - n_test]] = "train"
@@ -110,7 +133,7 @@ def _write_plan(out_dir: Path, plan: dict) -> None:
     path = out_dir / "generation.json"
     if path.exists():
         old = json.loads(path.read_text())
-        mismatched = sorted(k for k in plan if k != "seisbind_version" and old.get(k) != plan[k])
+        mismatched = sorted(k for k in set(plan) | set(old) if k != "seisbind_version" and old.get(k) != plan.get(k))
         if mismatched:
             raise ValueError(
                 f"{out_dir} already holds a generation with different {mismatched}; "
@@ -211,11 +234,13 @@ def generate(
     config: dict[str, Any] | None = None,
     progress: bool = True,
     on_chunk: Callable[[int], None] | None = None,
+    split_sizes: tuple[int, int] | None = None,
 ) -> GenerationReport:
     """Generate the chunks of ``shard`` that are not finished yet.
 
-    ``config`` overrides the scenario's defaults (see its config dataclass). Bad values raise
-    ``ValueError`` here, before any worker starts.
+    ``config`` overrides the scenario's defaults (see its config dataclass). ``split_sizes``
+    (validation, test) geologies, by default a tenth each. Bad values raise ``ValueError`` here,
+    before any worker starts.
     """
     from tqdm.auto import tqdm
 
@@ -226,6 +251,10 @@ def generate(
     if workers < 0:
         raise ValueError(f"workers must be >= 0 (0 = one per CPU), got {workers}")
     workers = workers or os.cpu_count() or 1
+    if split_sizes is not None and tuple(split_sizes) == default_split_sizes(num_geologies):
+        split_sizes = None  # the default plan, so that folders written without the argument resume
+    if split_sizes is not None:
+        split_sizes = check_split_sizes(num_geologies, split_sizes)
     shard_k, shard_n = shard
     if not (shard_n >= 1 and 0 <= shard_k < shard_n):
         raise ValueError(f"shard must be (k, n) with 0 <= k < n, got {shard}")
@@ -237,7 +266,7 @@ def generate(
     out.mkdir(parents=True, exist_ok=True)
     # Shards of one plan may run at once; two runs of one shard would race on its chunks.
     with shard_lock(out, shard_k, shard_n):
-        _write_plan(out, _plan(scenario, cfg_dict, num_geologies, seed, chunk_size))
+        _write_plan(out, _plan(scenario, cfg_dict, num_geologies, seed, chunk_size, split_sizes))
         (out / "chunks").mkdir(exist_ok=True)
 
         n_chunks = -(-num_geologies // chunk_size)
@@ -246,7 +275,7 @@ def generate(
         for c in todo:  # half-written chunks of a killed run: only this shard ever writes them
             for stale in (out / "chunks").glob(f".tmp-{_chunk_dir(out, c).name}-*"):
                 shutil.rmtree(stale, ignore_errors=True)
-        splits = assign_splits(num_geologies, seed)
+        splits = assign_splits(num_geologies, seed, split_sizes)
         jobs = [
             (scenario, cfg_dict, gid, seed, str(splits[gid]))
             for c in todo
@@ -298,8 +327,9 @@ def generate(
         )
 
 
-def _plan(scenario: str, cfg_dict: dict, num_geologies: int, seed: int, chunk_size: int) -> dict:
-    return {
+def _plan(scenario: str, cfg_dict: dict, num_geologies: int, seed: int, chunk_size: int,
+          split_sizes: tuple[int, int] | None = None) -> dict:
+    plan = {
         "format_version": FORMAT_VERSION,
         "scenario": scenario,
         "config": cfg_dict,
@@ -309,4 +339,7 @@ def _plan(scenario: str, cfg_dict: dict, num_geologies: int, seed: int, chunk_si
         "split_fractions": list(DEFAULT_SPLIT_FRACTIONS),
         "seisbind_version": __version__,
     }
+    if split_sizes is not None:  # recorded only where it departs from the fractions
+        plan["split_sizes"] = {"validation": split_sizes[0], "test": split_sizes[1]}
+    return plan
 

@@ -29,6 +29,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "velocity maps + 5-shot acoustic gathers (default quake)")
     p.add_argument("--out", required=True, help="output folder (resumes if it holds the same generation)")
     p.add_argument("--num-geologies", type=int, default=32, help="geologies (rows) to generate (default 32)")
+    p.add_argument("--validation-geologies", type=positive_int,
+                   help="geologies held out for validation (default a tenth of --num-geologies)")
+    p.add_argument("--test-geologies", type=positive_int,
+                   help="geologies held out for test (default a tenth of --num-geologies); fix both to grow "
+                        "the training split while the galleries stay the same size")
     p.add_argument("--sources-per-geology", type=int, help="quake: sources (positive waveforms) per geology")
     p.add_argument("--n-stations", type=int, help="quake: surface stations")
     p.add_argument("--image-size", type=int, help="quake: section image height = width, pixels (default 224)")
@@ -68,13 +73,17 @@ def config_overrides(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from seisbind.data.generate import generate, parse_shard
+    from seisbind.data.generate import default_split_sizes, generate, parse_shard
     from seisbind.data.openfwi_io import export_openfwi, import_openfwi
 
     if args.import_openfwi:
         path = import_openfwi(args.import_openfwi, args.out, seed=args.seed)
         print(f"imported OpenFWI pairs into {path}")
         return 0
+    split_sizes = None
+    if args.validation_geologies or args.test_geologies:
+        n_val, n_test = default_split_sizes(args.num_geologies)
+        split_sizes = (args.validation_geologies or n_val, args.test_geologies or n_test)
     report = generate(
         args.out,
         args.scenario,
@@ -85,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         chunk_size=args.chunk_size,
         config=config_overrides(args),
         progress=not args.no_progress,
+        split_sizes=split_sizes,
     )
     print(
         f"{args.scenario}: {report.geologies_generated} geologies ({report.pairs} image-waveform pairs) in "
