@@ -560,4 +560,7 @@ def test_mirroring_is_refused_for_channels_it_does_not_know_how_to_mirror():
     rows = datasets.Dataset.from_dict({"channels": ["HHZ,HHN,HHE"], "geology_id": [0]})
     with pytest.raises(ValueError, match="set mirror_prob=0"):
         PairDataset(rows, seed=0, min_stations=1, max_stations=1, mirror_prob=0.5)
-    PairDataset(rows, seed=0, min_stations=1, max_stations=1, mirror_prob=0.0)  # no mirror asked: fine
+    # no mirror asked: fine, and nothing claims a channel order the rows were never read for
+    assert PairDataset(rows, seed=0, min_stations=1, max_stations=1, mirror_prob=0.0).mirror_channels is None
+    shots = datasets.Dataset.from_dict({"channels": ["shot0,shot1,shot2"], "geology_id": [0]})
+    assert PairDataset(shots, seed=0, min_stations=1, max_stations=1, mirror_prob=0.5).mirror_channels == "shot0,shot1,shot2"

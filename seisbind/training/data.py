@@ -155,11 +155,12 @@ class PairDataset(Dataset):
         self.min_stations, self.max_stations = min_stations, max_stations
         self.mirror_prob = float(mirror_prob)
         self.station_drop_prob = float(station_drop_prob)
-        # Read only when mirroring is asked: a row read decodes the whole record (1.4 MB for OpenFWI).
-        self.channels = rows[0].get("channels", ZNE) if self.mirror_prob > 0 and len(rows) else ZNE
-        if not mirrorable(self.channels):
+        # The channels the mirror flips, None when it is off: read only when mirroring is asked, since
+        # a row read decodes the whole record (1.4 MB for OpenFWI).
+        self.mirror_channels = rows[0].get("channels", ZNE) if self.mirror_prob > 0 and len(rows) else None
+        if self.mirror_channels is not None and not mirrorable(self.mirror_channels):
             raise ValueError(f"mirroring needs ZNE records (2-D P-SV) or one channel a shot; these rows hold "
-                             f"channels {self.channels!r}: set mirror_prob=0")
+                             f"channels {self.mirror_channels!r}: set mirror_prob=0")
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -194,7 +195,7 @@ class PairDataset(Dataset):
         positions = decode_positions(row, stations)
         if mirror:
             # Stations reversed onto the same (symmetric) positions: see mirror_pair.
-            image, record = mirror_pair(image, record, self.channels)
+            image, record = mirror_pair(image, record, self.mirror_channels)
         if self.augment is not None:
             record = self.augment(record, rng)
         item = {
