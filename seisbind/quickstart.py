@@ -38,8 +38,9 @@ def split_sizes(num_geologies: int) -> tuple[int, int]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/quickstart", help="folder for everything the quickstart writes")
-    p.add_argument("--num-geologies", type=int, default=1000, help="geologies to generate (default 1000: 800 train / 100 validation / 100 test); past 1,000 "
-                        "the validation and test splits stay at 100 each and the rest trains")
+    p.add_argument("--num-geologies", type=int, default=1000,
+                   help="geologies to generate (default 1000: 800 train / 100 validation / 100 test); past "
+                        "1,000 the validation and test splits stay at 100 each and the rest trains")
     p.add_argument("--workers", type=int, default=0, help="generation workers (0 = one per CPU)")
     p.add_argument("--max-steps", type=int,
                    help="train exactly this many steps (default: as many as fit configs/quickstart.yaml's time_budget_s)")

@@ -53,12 +53,17 @@ def default_split_sizes(num_geologies: int) -> tuple[int, int]:
     return n_val, n_test
 
 
-def check_split_sizes(num_geologies: int, split_sizes) -> tuple[int, int]:
-    """``split_sizes`` (validation, test) as ints, or a ValueError that says what is wrong."""
+def check_split_sizes(num_geologies: int, split_sizes) -> tuple[int, int] | None:
+    """``split_sizes`` (validation, test) as ints; None where they are None or the default's (so the
+    plan stays the default one); a ValueError that says what is wrong otherwise."""
+    if split_sizes is None:
+        return None
     try:
         n_val, n_test = (int(n) for n in split_sizes)
     except (TypeError, ValueError):
         raise ValueError(f"split sizes must be two whole numbers (validation, test); got {split_sizes!r}") from None
+    if (n_val, n_test) == default_split_sizes(num_geologies):
+        return None
     if n_val < 1 or n_test < 1 or n_val + n_test >= num_geologies:
         raise ValueError(f"validation ({n_val}) and test ({n_test}) geologies must each be at least 1 and leave "
                          f"some of the {num_geologies} for training")
@@ -73,10 +78,7 @@ def assign_splits(num_geologies: int, seed: int, split_sizes: tuple[int, int] | 
     larger held-out splits take more of the same order.
     """
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
-    if split_sizes is None:
-        n_val, n_test = default_split_sizes(num_geologies)
-    else:
-        n_val, n_test = check_split_sizes(num_geologies, split_sizes)
+    n_val, n_test = check_split_sizes(num_geologies, split_sizes) or default_split_sizes(num_geologies)
     order = rng.permutation(num_geologies)
     names = np.empty(num_geologies, dtype=object)
     names[order[: num_geologies - n_val - n_test]] = "train"
@@ -251,10 +253,8 @@ def generate(
     if workers < 0:
         raise ValueError(f"workers must be >= 0 (0 = one per CPU), got {workers}")
     workers = workers or os.cpu_count() or 1
-    if split_sizes is not None and tuple(split_sizes) == default_split_sizes(num_geologies):
-        split_sizes = None  # the default plan, so that folders written without the argument resume
-    if split_sizes is not None:
-        split_sizes = check_split_sizes(num_geologies, split_sizes)
+    # None for the default sizes: the default plan, so that folders written without them resume
+    split_sizes = check_split_sizes(num_geologies, split_sizes)
     shard_k, shard_n = shard
     if not (shard_n >= 1 and 0 <= shard_k < shard_n):
         raise ValueError(f"shard must be (k, n) with 0 <= k < n, got {shard}")
