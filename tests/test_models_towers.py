@@ -115,6 +115,32 @@ def test_image_pool_avg_averages_the_patch_tokens():
         create_model("tiny", image={"pool": "max"})
 
 
+def test_image_pool_depth_keeps_each_depth_row_in_order():
+    """pool="depth": each row of the patch grid (one depth) averaged along distance, the rows
+    concatenated top to bottom: by hand, blind to the order of tokens within a row, not to the
+    order of the rows; a fixed image size is required."""
+    from seisbind.models.heads import DepthProfilePool
+
+    model = create_model("tiny", image={"pool": "depth"}).eval()
+    x = torch.randn(2, 1, 64, 64)  # a 4 x 4 grid of 16-pixel patches
+    with torch.no_grad():
+        tokens = model.trunks["image"](normalize_images(x))
+        head = model.heads["image"]
+        rows = head.norm(tokens)[:, 1:].reshape(2, 4, 4, -1).mean(2)  # (batch, depth, width)
+        by_hand = torch.nn.functional.normalize(head.proj(rows.flatten(1)), dim=-1)
+        assert torch.allclose(model.encode_image(x), by_hand, atol=1e-6)
+    assert head.proj.in_features == 4 * 64
+    pool, grid = DepthProfilePool(rows=3), torch.randn(2, 1 + 3 * 5, 8)
+    within = torch.cat([grid[:, :1], grid[:, 1:].reshape(2, 3, 5, 8)[:, :, torch.randperm(5)].reshape(2, 15, 8)], 1)
+    across = torch.cat([grid[:, :1], grid[:, 1:].reshape(2, 3, 5, 8)[:, [2, 0, 1]].reshape(2, 15, 8)], 1)
+    assert torch.allclose(pool(grid), pool(within), atol=1e-6)
+    assert not torch.allclose(pool(grid), pool(across), atol=1e-3)
+    with pytest.raises(ValueError, match="do not form 4 rows"):
+        DepthProfilePool(rows=4)(grid)
+    with pytest.raises(ValueError, match="needs a fixed img_size"):
+        create_model("tiny", image={"pool": "depth", "dynamic_img_size": True})
+
+
 # ---------------------------------------------------------------- normalisation
 
 

@@ -18,7 +18,7 @@ from seisbind.modalities import ModalityType
 LOSS_TYPES = ("clip", "siglip")
 IMAGE_STEMS = ("patch", "conv")
 IMAGE_NORMALIZATIONS = ("per_image", "fixed")
-IMAGE_POOLS = ("token", "avg")
+IMAGE_POOLS = ("token", "avg", "depth")
 WAVEFORM_HEADS = ("array", "station_pool")
 
 
@@ -87,7 +87,11 @@ class ImageTowerConfig:
     image_mean: float = 0.0
     image_std: float = 1.0
     # What the head pools: "token", SFM's class token; "avg", the mean of the patch tokens (timm's
-    # global_pool="avg"), which a small ViT trained from scratch learns from faster.
+    # global_pool="avg"), which a small ViT trained from scratch learns from faster; "depth", the
+    # patch tokens averaged along distance only, one row of the grid per depth, the rows kept in
+    # order and concatenated: a section's layering is its depth profile, and a record's arrival
+    # times are set by where in depth its interfaces lie, which a mean over all tokens leaves to
+    # the position embeddings to carry.
     pool: str = "token"
 
     def __post_init__(self) -> None:
@@ -99,6 +103,9 @@ class ImageTowerConfig:
                              f"got {self.image_mean}, {self.image_std}")
         if self.pool not in IMAGE_POOLS:
             raise ValueError(f"image tower config: pool must be one of {IMAGE_POOLS}; got {self.pool!r}")
+        if self.pool == "depth" and self.dynamic_img_size:
+            raise ValueError("image tower config: pool 'depth' keeps one feature row per depth of the patch grid, "
+                             "so it needs a fixed img_size; set dynamic_img_size false or pool 'avg'")
         if self.stem not in IMAGE_STEMS:
             raise ValueError(f"image tower config: stem must be one of {IMAGE_STEMS}; got {self.stem!r}")
         if isinstance(self.img_size, (list, tuple)):

@@ -1,7 +1,7 @@
 """Heads and postprocessors that take trunk tokens into the shared embedding space.
 
 A head is ImageBind's: LayerNorm, one pooled token, a linear projection without bias. The
-image head pools the class token; the waveform head averages each station's frames and pools
+image head pools the class token (or the patch tokens' mean, or their depth profile); the waveform head averages each station's frames and pools
 the stations with learned attention that ignores absent stations. Postprocessors L2-normalise;
 :class:`LogitScale` holds CLIP's learnable temperature (and SigLIP's bias).
 """
@@ -38,6 +38,24 @@ class MeanTokens(nn.Module):
         return tokens[:, self.skip:].mean(dim=1)
 
 
+class DepthProfilePool(nn.Module):
+    """Pools (batch, 1 + rows * cols, width) patch tokens (after the class token, row-major as
+    timm's patch grid) into (batch, rows * width): each row of the grid (one depth) averaged along
+    distance, the rows concatenated top to bottom."""
+
+    def __init__(self, rows: int, skip: int = 1) -> None:
+        super().__init__()
+        self.rows, self.skip = rows, skip
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        patches = tokens[:, self.skip:]
+        batch, n, width = patches.shape
+        if n % self.rows:
+            raise ValueError(f"DepthProfilePool: {n} patch tokens do not form {self.rows} rows; "
+                             "the depth pool needs the image size the tower was built for")
+        return patches.reshape(batch, self.rows, n // self.rows, width).mean(dim=2).flatten(1)
+
+
 class StationAttentionPool(nn.Module):
     """Pools (batch, stations, frames, width) into (batch, width).
 
@@ -65,12 +83,13 @@ class StationAttentionPool(nn.Module):
 class ProjectionHead(nn.Module):
     """LayerNorm over token width, a pooling module, and a bias-free linear map to ``embed_dim``."""
 
-    def __init__(self, width: int, embed_dim: int, pool: nn.Module) -> None:
+    def __init__(self, width: int, embed_dim: int, pool: nn.Module, pooled_width: int | None = None) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(width, eps=1e-6)
         self.pool = pool
-        self.proj = nn.Linear(width, embed_dim, bias=False)
-        nn.init.normal_(self.proj.weight, std=width**-0.5)  # CLIP's projection initialisation
+        pooled_width = pooled_width or width  # wider where the pool concatenates (DepthProfilePool)
+        self.proj = nn.Linear(pooled_width, embed_dim, bias=False)
+        nn.init.normal_(self.proj.weight, std=pooled_width**-0.5)  # CLIP's projection initialisation
 
     def forward(self, tokens: torch.Tensor, **pool_kwargs: torch.Tensor) -> torch.Tensor:
         return self.proj(self.pool(self.norm(tokens), **pool_kwargs))

@@ -30,11 +30,14 @@ class Tower:
 
 
 def _image_tower() -> Tower:
-    from seisbind.models.heads import MeanTokens, ProjectionHead, SelectToken
+    from seisbind.models.heads import DepthProfilePool, MeanTokens, ProjectionHead, SelectToken
     from seisbind.models.image_tower import ImageTrunk
     from seisbind.models.preprocess import ImagePreprocessor
 
     def head(cfg, trunk, embed_dim):
+        if cfg.pool == "depth":
+            rows = cfg.img_hw[0] // cfg.patch_size
+            return ProjectionHead(trunk.width, embed_dim, DepthProfilePool(rows), rows * trunk.width)
         return ProjectionHead(trunk.width, embed_dim, SelectToken(0) if cfg.pool == "token" else MeanTokens(1))
 
     return Tower(ImagePreprocessor, ImageTrunk, head)
