@@ -115,7 +115,7 @@ def test_image_pool_avg_averages_the_patch_tokens():
         create_model("tiny", image={"pool": "max"})
 
 
-def test_image_pool_depth_keeps_each_depth_row_in_order():
+def test_image_pool_depth_keeps_each_depth_row_in_order(tmp_path):
     """pool="depth": each row of the patch grid (one depth) averaged along distance, the rows
     concatenated top to bottom: by hand, blind to the order of tokens within a row, not to the
     order of the rows; a fixed image size is required."""
@@ -139,6 +139,11 @@ def test_image_pool_depth_keeps_each_depth_row_in_order():
         DepthProfilePool(rows=4)(grid)
     with pytest.raises(ValueError, match="needs a fixed img_size"):
         create_model("tiny", image={"pool": "depth", "dynamic_img_size": True})
+    model.save_pretrained(tmp_path / "depth")  # the wider projection comes back from the config
+    from seisbind.models.joint import SeisBindModel
+
+    with torch.no_grad():
+        assert torch.equal(SeisBindModel.from_pretrained(tmp_path / "depth").eval().encode_image(x), model.encode_image(x))
 
 
 # ---------------------------------------------------------------- normalisation
