@@ -11,14 +11,22 @@ from seisbind.models.array_head import line_positions, relative_offsets_km
 from seisbind.models.preprocess import neighbour_index, relative_log_amplitude
 
 
-@pytest.fixture(scope="module", params=[(0, 1), (1, 1), (1, 2)], ids=["alone", "with-neighbours", "strided"])
+# Time tokens of a 300-sample record in the tiny trunk: two stride-2 kernel-3 convolutions
+# (300 -> 149 -> 74 frames), then array_time_pool 2 -> 37.
+TIME_TOKENS_300 = 37
+
+
+@pytest.fixture(scope="module", params=[(0, 1, 0), (1, 1, 0), (1, 2, 0), (1, 2, TIME_TOKENS_300)],
+                ids=["alone", "with-neighbours", "strided", "strided-time-pool"])
 def tiny(request):
     """The array tower, its trunk reading each station alone or beside one neighbour on each side,
-    and encoding every station or every other one past the first convolution."""
+    and encoding every station or every other one past the first convolution; pooled by attention
+    or, with time tokens, by the stations' mean at each time token."""
     torch.manual_seed(0)
-    neighbours, stride = request.param
+    neighbours, stride, time_tokens = request.param
+    pool = {"array_pool": "time", "array_time_tokens": time_tokens} if time_tokens else {}
     model = create_model("tiny", waveform={"head": "array", "neighbour_stations": neighbours,
-                                           "station_stride": stride}).eval()
+                                           "station_stride": stride, **pool}).eval()
     assert type(model.heads["waveform"]).__name__ == "ArrayHead"
     return model
 
@@ -93,7 +101,8 @@ def test_masked_stations_have_no_effect(tiny):
 
 def test_one_and_two_hundred_stations_embed(tiny):
     one = _embed(tiny, _record(stations=1, seed=5), positions=torch.zeros(2, 1))
-    many = _embed(tiny, _record(batch=1, stations=200, samples=120, seed=6))  # no coordinates: a line
+    samples = 300 if tiny.config.waveform.array_pool == "time" else 120  # the time pool fixes the length
+    many = _embed(tiny, _record(batch=1, stations=200, samples=samples, seed=6))  # no coordinates: a line
     assert one.shape == (2, 512) and many.shape == (1, 512)
     assert torch.isfinite(one).all() and torch.isfinite(many).all()
     assert torch.allclose(many.norm(dim=-1), torch.ones(1), atol=1e-5)
@@ -290,6 +299,36 @@ def test_several_pool_queries_lift_the_embedding_past_the_array_width():
         assert torch.allclose(_embed(model, x[:4], positions=_positions(4)),
                               _embed(model, x[:4, perm], positions=_positions(4)[:, perm]), atol=1e-5)
     assert ranks[1] <= 8 < ranks[4]
+
+
+def test_the_time_pool_keeps_time_order_and_refuses_another_record_length(tmp_path):
+    """pool "time": the embedding is the projection of the present stations' mean token at each
+    time token, in order, worked out here from the head's own normalised tokens; a record of
+    another length is refused with the length it needs; the config is checked and survives a
+    save/load round trip."""
+    from seisbind.models import SeisBindModel
+
+    torch.manual_seed(0)
+    model = create_model("tiny", waveform={"head": "array", "array_pool": "time",
+                                           "array_time_tokens": TIME_TOKENS_300}).eval()
+    head = model.heads["waveform"]
+    assert head.proj.in_features == TIME_TOKENS_300 * head.inner and not hasattr(head, "pool")
+    seen = {}
+    head.out_norm.register_forward_hook(lambda mod, args, out: seen.update(keys=out))
+    x, pos = _record(batch=2, stations=4, seed=11), _positions(stations=4)
+    with torch.no_grad():
+        raw = model.encode_waveform(x, normalize=False, station_x_m=pos)
+        keys = seen["keys"].reshape(2, 4, TIME_TOKENS_300, head.inner)
+        by_hand = head.proj(keys.mean(dim=1).flatten(1))
+    assert torch.allclose(raw, by_hand, atol=1e-5)
+    with pytest.raises(ValueError, match=f"{TIME_TOKENS_300} time tokens.*this record gives 15"):
+        _embed(model, _record(samples=120, seed=12))
+    with pytest.raises(ValueError, match="array_time_tokens > 0 exactly for 'time'"):
+        create_model("tiny", waveform={"head": "array", "array_pool": "time"})
+    model.save_pretrained(tmp_path / "m")
+    loaded = SeisBindModel.from_pretrained(tmp_path / "m").eval()
+    assert loaded.config.waveform.array_pool == "time"
+    assert torch.allclose(_embed(model, x, positions=pos), _embed(loaded, x, positions=pos), atol=1e-6)
 
 
 @pytest.mark.parametrize("frames", [1, 3, 7, 8])

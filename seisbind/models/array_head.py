@@ -19,7 +19,11 @@ station over time and pooled the stations as an unordered set, which keeps neith
    is what a convolution along a regular line exploits, here for any geometry);
 4. pools all (station, time) tokens with ``queries`` learned queries (CLIP's attention pooling;
    with several, their outputs are concatenated before the projection, so the embedding is not
-   held to rank ``array_width``).
+   held to rank ``array_width``); or, with ``pool="time"``, averages the present stations' tokens
+   at each time token and concatenates the ``time_tokens`` averages in time order (the waveform
+   side's counterpart of the image tower's depth pool: when a reflection arrives is what ties a
+   record to the depth of an interface, and an attention pool leaves that order to the time
+   encoding). The time pool fixes the record length: other lengths get a clear error.
 
 Absent stations are masked out of every station attention and of the pool, so they have no
 effect; a record of one station works; stations are a set (no index encoding), so permuting
@@ -35,6 +39,8 @@ import math
 
 import torch
 from torch import nn
+
+from seisbind.models.config import ARRAY_POOLS
 
 # Wavelengths of the position encoding (km): 20 m (OpenFWI's receiver spacing is 10 m) to 20 km.
 POSITION_WAVELENGTHS_KM = (0.02, 20.0)
@@ -121,8 +127,13 @@ class ArrayHead(nn.Module):
     """
 
     def __init__(self, width: int, embed_dim: int, channels: int, array_width: int = 0, depth: int = 2,
-                 heads: int = 4, time_pool: int = 2, station_spacing_m: float = 100.0, queries: int = 1) -> None:
+                 heads: int = 4, time_pool: int = 2, station_spacing_m: float = 100.0, queries: int = 1,
+                 pool: str = "attention", time_tokens: int = 0) -> None:
         super().__init__()
+        if pool not in ARRAY_POOLS or (pool == "time") != (time_tokens > 0):
+            raise ValueError(f"array head: pool must be one of {ARRAY_POOLS}, with time_tokens > 0 exactly for "
+                             f"'time'; got pool {pool!r}, time_tokens {time_tokens}")
+        self.pool_kind, self.time_tokens = pool, int(time_tokens)
         inner = array_width or width
         self.time_pool, self.station_spacing_m, self.inner = int(time_pool), float(station_spacing_m), inner
         self.norm = nn.LayerNorm(width, eps=1e-6)
@@ -136,12 +147,16 @@ class ArrayHead(nn.Module):
         init = torch.tensor([2.0 * 4.0 ** (h - 1) for h in range(1, heads)])
         self.distance_slope = nn.Parameter(torch.log(torch.expm1(init)))
         self.time_layers = nn.ModuleList(Block(inner, heads) for _ in range(depth))
-        # Several queries must differ from the start, or they pool alike and stay alike.
-        self.query = nn.Parameter(torch.zeros(1, 1, inner) if queries == 1 else torch.randn(1, queries, inner) * inner**-0.5)
-        self.pool = nn.MultiheadAttention(inner, heads, batch_first=True)
         self.out_norm = nn.LayerNorm(inner, eps=1e-6)
-        self.proj = nn.Linear(queries * inner, embed_dim, bias=False)
-        nn.init.normal_(self.proj.weight, std=(queries * inner) ** -0.5)  # CLIP's projection initialisation
+        if pool == "attention":
+            # Several queries must differ from the start, or they pool alike and stay alike.
+            self.query = nn.Parameter(torch.zeros(1, 1, inner) if queries == 1 else torch.randn(1, queries, inner) * inner**-0.5)
+            self.pool = nn.MultiheadAttention(inner, heads, batch_first=True)
+            pooled_width = queries * inner
+        else:
+            pooled_width = self.time_tokens * inner
+        self.proj = nn.Linear(pooled_width, embed_dim, bias=False)
+        nn.init.normal_(self.proj.weight, std=pooled_width**-0.5)  # CLIP's projection initialisation
 
     def forward(self, tokens: torch.Tensor, station_mask: torch.Tensor, station_x_m: torch.Tensor | None = None,
                 station_log_amplitude: torch.Tensor | None = None) -> torch.Tensor:
@@ -150,6 +165,10 @@ class ArrayHead(nn.Module):
         if self.time_pool > 1:
             x = time_mean_pool(x, self.time_pool)
         steps = x.shape[2]
+        if self.pool_kind == "time" and steps != self.time_tokens:
+            raise ValueError(f"array head: this model's time pool reads records of {self.time_tokens} time tokens "
+                             f"(its training length); this record gives {steps} ({frames} trunk frames): trim or pad "
+                             f"records to the length the model was trained on")
         if station_x_m is None:
             station_x_m = line_positions(station_mask, self.station_spacing_m)
         offsets = relative_offsets_km(station_x_m, station_mask)
@@ -176,6 +195,10 @@ class ArrayHead(nn.Module):
         # Pre-norm blocks leave the residual stream unnormalised: normalise before pooling, as a ViT
         # does before its head, or the pool's attention logits grow with training and diverge.
         keys = self.out_norm(x.reshape(batch, stations * steps, self.inner))
+        if self.pool_kind == "time":
+            present = station_mask.to(keys.dtype)[:, :, None, None]
+            profile = (keys.reshape(batch, stations, steps, self.inner) * present).sum(1)
+            return self.proj((profile / present.sum(1).clamp(min=1.0)).flatten(1))
         ignore = absent[:, :, None].expand(batch, stations, steps).reshape(batch, stations * steps)
         pooled, _ = self.pool(self.query.expand(batch, -1, -1).to(keys.dtype), keys, keys, key_padding_mask=ignore,
                               need_weights=False)

@@ -20,6 +20,7 @@ IMAGE_STEMS = ("patch", "conv")
 IMAGE_NORMALIZATIONS = ("per_image", "fixed")
 IMAGE_POOLS = ("token", "avg", "depth")
 WAVEFORM_HEADS = ("array", "station_pool")
+ARRAY_POOLS = ("attention", "time")  # the array head's final pool (see array_head.py)
 
 
 def _from_dict(cls, data: dict[str, Any], section: str):
@@ -179,6 +180,11 @@ class WaveformTowerConfig:
     # Learned queries of the final attention pool, their outputs concatenated before the
     # projection: 1 query gives an embedding of rank array_width at most.
     array_queries: int = 1
+    # "attention": the learned-query pool over all (station, time) tokens. "time": the stations'
+    # mean at each time token, the array_time_tokens means concatenated in order (fixes the record
+    # length; see array_head.py).
+    array_pool: str = "attention"
+    array_time_tokens: int = 0
     # Where stations sit when a record carries no coordinates: a line in the given order, this far
     # apart (m). OpenFWI's receivers are 10 m apart; the quake scenario's 16 stations ~120 m.
     station_spacing_m: float = 100.0
@@ -207,6 +213,10 @@ class WaveformTowerConfig:
             _check_positive(sec, array_depth=self.array_depth, array_heads=self.array_heads,
                             array_time_pool=self.array_time_pool, array_queries=self.array_queries,
                             station_spacing_m=self.station_spacing_m)
+            if self.array_pool not in ARRAY_POOLS or (self.array_pool == "time") != (self.array_time_tokens > 0):
+                raise ValueError(f"{sec} config: array_pool must be one of {ARRAY_POOLS}, with array_time_tokens > 0 "
+                                 f"exactly for 'time' (the time tokens of a training record); got array_pool "
+                                 f"{self.array_pool!r}, array_time_tokens {self.array_time_tokens}")
             if self.array_width < 0 or (self.array_width or self.hidden_size) % self.array_heads:
                 raise ValueError(f"{sec} config: array_width {self.array_width or self.hidden_size} must be "
                                  f"positive and divisible by array_heads {self.array_heads}")

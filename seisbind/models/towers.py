@@ -54,7 +54,8 @@ def _waveform_tower() -> Tower:
             # With a station stride each encoded station also carries its neighbours' amplitudes.
             channels = cfg.trunk_channels if cfg.station_stride > 1 else cfg.in_chans
             return ArrayHead(trunk.width, embed_dim, channels, cfg.array_width, cfg.array_depth, cfg.array_heads,
-                             cfg.array_time_pool, cfg.station_spacing_m, cfg.array_queries)  # fmt: skip
+                             cfg.array_time_pool, cfg.station_spacing_m, cfg.array_queries,
+                             cfg.array_pool, cfg.array_time_tokens)  # fmt: skip
         return ProjectionHead(trunk.width, embed_dim, StationAttentionPool(trunk.width))
 
     return Tower(WaveformPreprocessor, WaveformTrunk, head, side_inputs=("station_mask", "station_x_m"))
