@@ -167,7 +167,8 @@ def _architecture(model) -> str:
         ("input channels", image.in_chans, wave.in_chans),
         ("sampling_rate", "-", f"{float(wave.sampling_rate):g} Hz"),
         ("component_order", "-", model.component_order or "none (channels are not components)"),
-        ("head", f"{image.pool} pool, projection", f"{wave.head}, projection"),
+        ("head", f"{image.pool} pool, projection",
+         f"{wave.head} ({wave.array_pool} pool), projection" if wave.head == "array" else f"{wave.head}, projection"),
         ("embed_dim", config.embed_dim, config.embed_dim),
         ("parameters", f"{params[ModalityType.IMAGE]:,}", f"{params[ModalityType.WAVEFORM]:,}"),
     ]
