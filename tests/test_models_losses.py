@@ -114,3 +114,35 @@ def test_the_loss_sums_its_pairs_each_with_its_own_temperature_and_never_pairs_w
     # a batch without captions trains the image-waveform pair alone
     only = fn({k: v for k, v in outputs.items() if k != "text"})
     assert torch.allclose(only, _clip_by_hand(img, wav, 10.0), atol=1e-5) and set(fn.last_terms) == {"image_waveform"}
+
+
+def test_views_are_each_bound_to_the_image_and_to_each_other():
+    """Two waveform views of each of three items (view-major rows): the image-waveform term is the
+    mean over views, and the views' own term is the same loss between them, by hand."""
+    img, wav = _features()
+    other = torch.nn.functional.normalize(wav + 0.3 * torch.tensor([[1.0, -2.0], [0.5, 1.0], [-1.0, 0.2]],
+                                                                    dtype=torch.float64), dim=-1)  # fmt: skip
+    outputs = {"image": img, "waveform": torch.cat([wav, other]), "logit_scale": torch.tensor(10.0)}
+    fn = ContrastiveLoss("clip")
+    total = fn(outputs)
+    pair = (_clip_by_hand(img, wav, 10.0) + _clip_by_hand(img, other, 10.0)) / 2
+    views = _clip_by_hand(wav, other, 10.0)
+    assert torch.allclose(total, pair + views, atol=1e-6)
+    assert torch.allclose(fn.last_terms["image_waveform"], pair) and torch.allclose(fn.last_terms["waveform_views"], views)
+    # weight 0: the views are only bound to the image
+    alone = ContrastiveLoss("clip", view_weight=0.0)(outputs)
+    assert torch.allclose(alone, pair, atol=1e-6)
+    # views that agree exactly score a lower views' term (the term rewards what views share)
+    agreeing = ContrastiveLoss("clip")
+    agreeing({**outputs, "waveform": torch.cat([wav, wav])})
+    assert agreeing.last_terms["waveform_views"] < views
+
+
+def test_rows_that_are_not_whole_views_are_refused():
+    img, wav = _features()
+    with pytest.raises(ValueError, match="whole multiple"):
+        ContrastiveLoss("clip")({"image": img, "waveform": torch.cat([wav, wav[:1]]), "logit_scale": torch.tensor(10.0)})
+    with pytest.raises(ValueError, match="one dim"):
+        ContrastiveLoss("clip")({"image": img, "waveform": wav[:, :1], "logit_scale": torch.tensor(10.0)})
+    with pytest.raises(ValueError, match="view_weight"):
+        ContrastiveLoss("clip", view_weight=float("nan"))

@@ -25,7 +25,7 @@ from seisbind.training.augment import WaveformAugment
 from seisbind.training.checkpointing import find_resumable, list_checkpoints
 from seisbind.training.cli import main as train_main
 from seisbind.training.config import TrainConfig
-from seisbind.training.data import GlobalBatchSampler, PairDataset, collate_pairs, load_rows
+from seisbind.training.data import GlobalBatchSampler, PairDataset, collate_pairs, decode_record, load_rows
 from seisbind.training.optim import param_groups
 from tests.test_data_generate import TINY_QUAKE
 
@@ -212,6 +212,60 @@ def test_whole_arrays_by_default_and_dropped_stations_keep_their_positions(tiny_
     share = sum(PairDataset(rows, seed=s, min_stations=2, max_stations=2, station_drop_prob=0.25)[(0, 0)]
                 ["waveforms"].shape[0] == 2 for s in range(200)) / 200
     assert 0.15 < share < 0.35  # dropping stations is an augmentation drawn with its probability
+
+
+def test_a_pair_of_two_sources_holds_the_other_source_at_the_same_stations(tiny_data):
+    """sources_per_pair=2: the first view is the one-source pair, the second the geology's other
+    source at the same stations, mirrored with the image; a batch stacks the views view-major."""
+    rows = load_rows(tiny_data, "train")
+    kw = dict(seed=4, min_stations=2, max_stations=3, station_drop_prob=0.5, mirror_prob=0.5)
+    one, two = PairDataset(rows, **kw), PairDataset(rows, **kw, sources_per_pair=2)
+    keys = [(e, i) for e in range(3) for i in range(6)]
+    mirrored = 0
+    for key in keys:
+        a, b = one[key], two[key]
+        assert torch.equal(a["waveforms"], b["waveforms"]) and torch.equal(a["image"], b["image"])
+        view = b["waveform_views"]
+        assert view.shape == (1, *a["waveforms"].shape)
+        # the view is the stored record of the other source (of 2) at the pair's stations, mirrored
+        # as the pair is: find which stored source the first view is, and flip if the image was
+        row = rows[key[1]]
+        stored = [decode_record(row, s) for s in range(2)]
+        flipped = not torch.equal(a["image"], torch.as_tensor(np.asarray(row["image"], np.float32))[None])
+        mirrored += flipped
+
+        def as_stored(record):
+            r = record.numpy().copy()
+            if flipped:
+                r = r[::-1].copy()
+                r[:, 1] *= -1.0
+            return r
+
+        def source_of(record):
+            r = as_stored(record)
+            hits = [s for s in range(2) if any(np.allclose(r, stored[s][idx]) for idx in _station_sets(stored[s], r))]
+            assert len(hits) == 1
+            return hits[0]
+
+        assert source_of(view[0]) != source_of(a["waveforms"])
+    assert 0 < mirrored < len(keys)
+    batch = collate_pairs([two[k] for k in keys[:4]])
+    assert batch["images"].shape[0] == 4 and batch["waveforms"].shape[0] == 8
+    assert torch.equal(batch["station_mask"][:4], batch["station_mask"][4:])
+    assert torch.equal(batch["station_x_m"][:4], batch["station_x_m"][4:])
+    n = int(batch["station_mask"][5].sum())
+    assert torch.equal(batch["waveforms"][5, :n], two[keys[1]]["waveform_views"][0])
+    with pytest.raises(ValueError, match="sources_per_pair=3 needs that many sources"):
+        PairDataset(rows, **kw, sources_per_pair=3)
+    with pytest.raises(ValueError, match="same number of views"):
+        collate_pairs([two[keys[0]], one[keys[1]]])
+
+
+def _station_sets(stored, record):
+    """Index arrays of the stored stations a record of len(record) stations could be (sorted subsets)."""
+    from itertools import combinations
+
+    return [list(c) for c in combinations(range(len(stored)), len(record))]
 
 
 def test_augmentation_keeps_moveout_and_relative_amplitudes():
@@ -531,6 +585,25 @@ def test_a_text_model_trains_image_waveform_and_image_text_and_resumes_exactly(t
     resumed = train(tiny_config(tiny_data, tmp_path / "cut", model="tiny-text", max_steps=4, save_every=2,
                                 captions_per_geology=4, resume="latest"))  # fmt: skip
     assert resumed.step == 4 and resumed.loss == pytest.approx(full.loss, abs=1e-6)
+
+
+def test_two_sources_a_pair_train_the_views_term_and_resume_exactly(tiny_data, tmp_path):
+    """sources_per_pair=2: each step logs the views' own term beside image-waveform; a run resumed
+    from its step-2 checkpoint ends as the whole run did; a third source the data lack is refused."""
+    import shutil
+
+    kw = dict(max_steps=4, save_every=2, sources_per_pair=2)
+    full = train(tiny_config(tiny_data, tmp_path / "full", **kw))
+    entry = metrics_at(tmp_path / "full", 4)
+    assert {"train/loss/image_waveform", "train/loss/waveform_views"} <= set(entry)
+    (tmp_path / "cut" / "checkpoints").mkdir(parents=True)
+    shutil.copytree(tmp_path / "full" / "checkpoints" / "step-00000002", tmp_path / "cut" / "checkpoints" / "step-00000002")
+    resumed = train(tiny_config(tiny_data, tmp_path / "cut", resume="latest", **kw))
+    assert resumed.step == 4 and resumed.loss == pytest.approx(full.loss, abs=1e-6)
+    with pytest.raises(ValueError, match="sources_per_pair=3 needs that many sources per geology"):
+        train(tiny_config(tiny_data, tmp_path / "three", max_steps=2, sources_per_pair=3))
+    with pytest.raises(ValueError, match="sources_per_pair must be an integer >= 1"):
+        tiny_config(tiny_data, tmp_path / "zero", sources_per_pair=0)
 
 
 def test_caption_pools_are_per_geology_and_vary_only_when_asked(tiny_data):

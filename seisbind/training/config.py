@@ -59,6 +59,10 @@ class TrainConfig:
     noise_level: list[float] = field(default_factory=lambda: [0.0, 0.1])  # noise RMS / record RMS
     max_time_shift_s: float = 0.1  # origin-time jitter, the same for every station of a pair
     mirror_prob: float = 0.5  # mirror the section and its record left-right (exact in 2-D P-SV)
+    # Records of one geology from this many different sources in each pair (quake data store
+    # several per geology): each is bound to the image and the records to each other, so the
+    # waveform tower learns what they share, the ground, and to ignore the source. 1 = one source.
+    sources_per_pair: int = 1
     # Text (models with a text tower): each pair's caption is one of this many made from its
     # geology's labels (seisbind.data.captions); 1 = one fixed caption per geology.
     captions_per_geology: int = 16
@@ -129,6 +133,8 @@ class TrainConfig:
                                  f"trainable (0 or more); got {blocks!r}")
         if self.captions_per_geology < 0:
             raise ValueError(f"train config: captions_per_geology must be >= 0; got {self.captions_per_geology!r}")
+        if isinstance(self.sources_per_pair, bool) or not isinstance(self.sources_per_pair, int) or self.sources_per_pair < 1:
+            raise ValueError(f"train config: sources_per_pair must be an integer >= 1; got {self.sources_per_pair!r}")
         if not 0.0 <= self.station_drop_prob <= 1.0:
             raise ValueError(f"train config: station_drop_prob must be in [0, 1]; got {self.station_drop_prob!r}")
         if not 0.0 <= self.mirror_prob <= 1.0:

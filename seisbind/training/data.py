@@ -25,9 +25,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from seisbind.training.augment import ZNE, WaveformAugment, mirror_pair, mirrorable
 
-# Streams of SeedSequence(seed, stream, ...): the sampler's permutations, the pairs' draws, and
-# each geology's caption pool.
-_SAMPLER_STREAM, _PAIR_STREAM, _CAPTION_STREAM = 0, 1, 2
+# Streams of SeedSequence(seed, stream, ...): the sampler's permutations, the pairs' draws, each
+# geology's caption pool, and the other sources of a pair's views.
+_SAMPLER_STREAM, _PAIR_STREAM, _CAPTION_STREAM, _VIEW_STREAM = 0, 1, 2, 3
 TRAIN_COLUMNS = ("image", "waveforms", "waveform_scale", "geology_id")
 POSITIONS = "station_x_m"  # optional column: each station's position along the array (m)
 # The label columns captions are made from (those a dataset has; see seisbind.data.captions).
@@ -139,12 +139,28 @@ class PairDataset(Dataset):
     :func:`seisbind.data.captions.make_captions`; the pool is a function of ``(seed, geology)``
     only, so n = 1 is one fixed caption per geology and n = 16 sixteen phrasings of it. With a
     ``tokenizer`` the caption comes as its token row (each pool tokenized once, where items are built).
+
+    With ``sources_per_pair`` = V > 1 each pair also carries ``waveform_views``: the records of V - 1
+    other sources of the geology (drawn from ``SeedSequence(seed, 3, epoch, row)``, so the first
+    view is the pair of ``sources_per_pair`` = 1), at the same stations and mirrored with the
+    image, each with its own augmentation draw. The loss binds every view to the image and the
+    views to each other (:class:`~seisbind.models.losses.ContrastiveLoss`).
     """
 
     def __init__(self, rows, seed: int, min_stations: int, max_stations: int,
                  augment: WaveformAugment | None = None, mirror_prob: float = 0.0,
-                 station_drop_prob: float = 1.0, captions_per_geology: int = 0, tokenizer=None) -> None:
+                 station_drop_prob: float = 1.0, captions_per_geology: int = 0, tokenizer=None,
+                 sources_per_pair: int = 1) -> None:
         self.rows, self.seed, self.augment = rows, seed, augment
+        self.sources_per_pair = int(sources_per_pair)
+        if self.sources_per_pair < 1:
+            raise ValueError(f"sources_per_pair must be >= 1; got {sources_per_pair!r}")
+        if self.sources_per_pair > 1 and len(rows):
+            n_sources = int(np.asarray(rows[0]["waveform_scale"]).shape[0])
+            if n_sources < self.sources_per_pair:
+                raise ValueError(f"sources_per_pair={self.sources_per_pair} needs that many sources per geology; "
+                                 f"these rows hold {n_sources}: set sources_per_pair <= {n_sources} or generate "
+                                 f"with --sources-per-geology {self.sources_per_pair}")
         self.captions_per_geology = int(captions_per_geology)
         self.tokenizer = tokenizer  # strings -> (n, context) token rows
         self._caption_pools: dict[int, list[str]] = {}  # row index -> captions
@@ -193,16 +209,24 @@ class PairDataset(Dataset):
         image = decode_image(row["image"]).numpy()
         record = decode_record(row, source, stations)
         positions = decode_positions(row, stations)
+        views = self._other_sources(epoch, index, source, n_sources)
+        records = [decode_record(row, other, stations) for other in views]
         if mirror:
             # Stations reversed onto the same (symmetric) positions: see mirror_pair.
+            records = [mirror_pair(image, r, self.mirror_channels)[1] for r in records]
             image, record = mirror_pair(image, record, self.mirror_channels)
         if self.augment is not None:
             record = self.augment(record, rng)
+            if records:
+                view_rng = np.random.default_rng(np.random.SeedSequence([self.seed, _VIEW_STREAM, int(epoch), int(index), 1]))
+                records = [self.augment(r, view_rng) for r in records]
         item = {
             "image": torch.from_numpy(np.ascontiguousarray(image)),
             "waveforms": torch.from_numpy(np.ascontiguousarray(record)),
             "geology_id": int(row["geology_id"]),
         }
+        if records:
+            item["waveform_views"] = torch.from_numpy(np.ascontiguousarray(np.stack(records)))
         if positions is not None:
             item[POSITIONS] = torch.from_numpy(np.ascontiguousarray(positions))
         if self.captions_per_geology:
@@ -210,6 +234,14 @@ class PairDataset(Dataset):
             choice, index = int(rng.integers(self.captions_per_geology)), int(index)
             item["text"] = self._caption_tokens(index)[choice] if self.tokenizer is not None else self.caption_pool(index)[choice]
         return item
+
+    def _other_sources(self, epoch: int, index: int, source: int, n_sources: int) -> list[int]:
+        """The sources of a pair's other views: ``sources_per_pair - 1`` of the geology's, not ``source``."""
+        if self.sources_per_pair == 1:
+            return []
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, _VIEW_STREAM, int(epoch), int(index)]))
+        others = [s for s in range(n_sources) if s != source]
+        return [others[i] for i in rng.permutation(len(others))[: self.sources_per_pair - 1]]
 
     def caption_pool(self, index: int) -> list[str]:
         """The captions the pairs of row ``index`` draw from (made once per geology and kept)."""
@@ -240,9 +272,25 @@ def _scalar(value):
 def collate_pairs(items: Sequence[dict]) -> dict[str, torch.Tensor]:
     """Stack pairs into a batch: images (B, C, H, W), waveforms (B, max stations, channels, T) zero-padded,
     ``station_mask`` (B, max stations) True where a station is real, ``geology_id`` (B,), and
-    ``station_x_m`` (B, max stations) when every item has positions."""
+    ``station_x_m`` (B, max stations) when every item has positions.
+
+    Items with ``waveform_views`` (V - 1 more records each) give V * B waveforms, view-major (row
+    ``v * B + i`` is view ``v`` of item ``i``), with ``station_mask`` and ``station_x_m`` repeated
+    for every view: the layout :class:`~seisbind.models.losses.ContrastiveLoss` reads as views."""
     if not items:
         raise ValueError("cannot collate an empty batch")
+    if any("waveform_views" in it for it in items):
+        counts = {len(it.get("waveform_views", ())) for it in items}
+        if len(counts) != 1:
+            raise ValueError(f"items of one batch must have the same number of views; got {sorted(counts)}")
+        first = [{k: v for k, v in it.items() if k != "waveform_views"} for it in items]
+        batch = collate_pairs(first)
+        views = [collate_pairs([{**it, "waveforms": full["waveform_views"][v]} for it, full in zip(first, items)])
+                 for v in range(counts.pop())]  # fmt: skip
+        for key in ("waveforms", "station_mask", POSITIONS):
+            if key in batch:
+                batch[key] = torch.cat([batch[key], *(view[key] for view in views)])
+        return batch
     shapes = {tuple(it["waveforms"].shape[1:]) for it in items}
     if len(shapes) != 1:
         raise ValueError(f"records in one batch must share (channels, time); got {sorted(shapes)}")

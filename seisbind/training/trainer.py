@@ -277,7 +277,8 @@ def train(config: TrainConfig) -> TrainResult:
     dataset = PairDataset(train_rows, config.seed, config.min_stations, config.max_stations, augment,
                           config.mirror_prob, config.station_drop_prob,
                           captions_per_geology=config.captions_per_geology if text else 0,
-                          tokenizer=model.preprocessors[ModalityType.TEXT].tokenizer if text else None)
+                          tokenizer=model.preprocessors[ModalityType.TEXT].tokenizer if text else None,
+                          sources_per_pair=config.sources_per_pair)
 
     optimizer = build_optimizer(model, config.lr, config.weight_decay, tuple(config.betas), config.eps)
     scheduler = build_scheduler(optimizer, config.warmup_steps, config.max_steps)
@@ -439,9 +440,10 @@ def train(config: TrainConfig) -> TrainResult:
                          "train/epoch": (step * accum) / sampler.batches_per_epoch}
                 if grad_norm is not None:
                     entry["train/grad_norm"] = grad_norm
-                if len(core.logit_scales) > 1:  # each bound pair's temperature and latest loss term
+                if len(core.logit_scales) > 1:  # each bound pair's temperature
                     for key, module in core.logit_scales.items():
                         entry[f"train/logit_scale/{key}"] = float(module().detach())
+                if len(loss_fn.last_terms) > 1:  # each term's latest value: pairs, and views with several sources
                     for key, term in loss_fn.last_terms.items():
                         entry[f"train/loss/{key}"] = float(term)
                 record(entry, step)
