@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             # Its process scores --split, and the held-out split with the same weights.
             also = [(args.held_out, args.held_out_split)] if args.held_out else []
             beside = start_in_process(args.data, args.split, None, config.seed, image_config, threads=1, select=select,
-                                      also=also)
+                                      also=also, sources_per_pair=config.sources_per_pair)
         length = (f"{config.time_budget_s:g} s (at most {config.max_steps} steps)" if config.time_budget_s
                   else f"{config.max_steps} steps")
         print(f"[1/3] training {config.model} for {length} ({args.config}) -> {out}"
@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         if beside is None:
             print(f"[2/3] training the gather CNN for {cnn_seconds:.1f} s", flush=True)
             cnn = GatherCNNBaseline(max_seconds=cnn_seconds, batch_size=args.cnn_batch_size, seed=config.seed,
-                                    device="cuda" if cuda else "cpu", image_config=model.config.image)
+                                    device="cuda" if cuda else "cpu", image_config=model.config.image,
+                                    sources_per_pair=config.sources_per_pair)
             cnn.fit(load_paired(args.data, "train"),
                     validation=load_paired(args.data, "validation") if select and args.split != "validation" else None)
             cnn_similarity, cnn_fit_info = None, cnn.fit_info

@@ -110,7 +110,9 @@ def run(args: argparse.Namespace) -> int:
     gather_cnn = None
     if available_cores() >= (config.threads or available_cores()) + 1:
         image_config = model_config(config.model, **config.model_overrides).image
-        gather_cnn = start_in_process(out / "data", "test", None, args.seed, image_config, threads=1)
+        # It reads as many sources of a geology a pair as the towers do (their sources_per_pair).
+        gather_cnn = start_in_process(out / "data", "test", None, args.seed, image_config, threads=1,
+                                      sources_per_pair=config.sources_per_pair)
     try:
         t = time.perf_counter()
         result = train(config)

@@ -287,3 +287,32 @@ def test_an_open_ended_fit_trains_until_given_the_models_wall_time(tmp_path):
             budgeted.set_max_seconds(3.0)
     finally:
         budgeted.stop()
+
+
+def test_two_sources_a_pair_train_with_the_towers_loss_and_still_learn():
+    """sources_per_pair=2: every step scores both sources of each geology against the section and
+    each other (the towers' ContrastiveLoss, checked by recomputing the first step's loss); it
+    still learns the separable pairing; a third source the data lack is refused."""
+    from seisbind.models.losses import ContrastiveLoss
+
+    train, test = separable_split(64, seed=0), separable_split(24, seed=1)
+    seen = []
+    real = ContrastiveLoss.forward
+
+    def spy(self, outputs):
+        seen.append({k: v.detach().clone() if isinstance(v, torch.Tensor) else v for k, v in outputs.items()})
+        return real(self, outputs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ContrastiveLoss, "forward", spy)
+        baseline = GatherCNNBaseline(steps=50, seed=0, sources_per_pair=2)
+        losses = baseline.fit(train)
+    assert seen[0]["image"].shape[0] * 2 == seen[0]["waveform"].shape[0] == 64
+    by_hand = ContrastiveLoss("clip")(seen[0])
+    assert losses[0] == pytest.approx(float(by_hand), rel=1e-6)
+    r = retrieval_both_ways(baseline.similarity(test), positives(24, 2))["waveform_to_image"]
+    assert r["recall@1"] >= 0.25, r
+    with pytest.raises(ValueError, match="sources_per_pair=3 needs that many sources"):
+        GatherCNNBaseline(steps=1, sources_per_pair=3).fit(train)
+    with pytest.raises(ValueError, match="sources_per_pair must be an integer"):
+        GatherCNNBaseline(sources_per_pair=0)

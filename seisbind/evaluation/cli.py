@@ -32,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gather-cnn-steps", type=int, default=300,
                         help="training steps of the gather CNN baseline when no --gather-cnn-seconds is given "
                              "(0 skips it)")
+    parser.add_argument("--gather-cnn-sources-per-pair", type=int, default=1,
+                        help="sources of a geology in each of the gather CNN's training pairs; give the model's "
+                             "train config sources_per_pair (default 1)")
     parser.add_argument("--image-checkpoint", help="SFM .pth for the 'before training' image tower (default: random init)")
     parser.add_argument("--waveform-checkpoint", help="SeisLM .ckpt for the 'before training' waveform tower")
     parser.add_argument("--seed", type=int, default=0, help="seed of the baselines and probes (default 0)")
@@ -61,6 +64,7 @@ def run(args: argparse.Namespace, prog: str = "seisbind evaluate") -> int:
     plots_dir = Path(args.plots) if args.plots else out.with_name(out.stem + "_plots")
     options = {"batch_size": args.batch_size, "baseline_steps": args.baseline_steps,
                "gather_cnn_seconds": args.gather_cnn_seconds, "gather_cnn_steps": args.gather_cnn_steps,
+               "gather_cnn_sources_per_pair": args.gather_cnn_sources_per_pair,
                "image_checkpoint": args.image_checkpoint, "waveform_checkpoint": args.waveform_checkpoint,
                "seed": args.seed}  # fmt: skip
     try:

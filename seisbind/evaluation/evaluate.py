@@ -112,6 +112,7 @@ def evaluate(
     gather_cnn_seconds: float | None = None,
     gather_cnn_steps: int = GATHER_CNN_STEPS,
     gather_cnn=None,
+    gather_cnn_sources_per_pair: int = 1,
     image_checkpoint: str | None = None,
     waveform_checkpoint: str | None = None,
     seed: int = 0,
@@ -128,6 +129,8 @@ def evaluate(
     spare cores; otherwise it trains here after them. ``gather_cnn`` is one already fitting
     (``start_in_process(..., budget=None)``, started beside the model's training, as the quickstart
     does): it gets ``gather_cnn_seconds`` as its wall budget and evaluate takes its answer.
+    ``gather_cnn_sources_per_pair``: the sources a pair of the gather CNN's (give the model's
+    ``sources_per_pair``, so the bar sees the data as the model did).
     """
     from seisbind.models.joint import SeisBindModel
 
@@ -163,12 +166,14 @@ def evaluate(
     if concurrent and pending is None:
         from seisbind.evaluation.gather_cnn import start_in_process
 
-        pending = start_in_process(data_dir, split, gather_budget, seed, model.config.image, cnn_threads)
+        pending = start_in_process(data_dir, split, gather_budget, seed, model.config.image, cnn_threads,
+                                   sources_per_pair=gather_cnn_sources_per_pair)
     try:
         with limited_threads(max(1, spare) if concurrent else None):
             results = _evaluate_here(model, before, data, split, stages, clock, baseline_steps=baseline_steps,
                                      gather_budget=gather_budget, pending=pending, seed=seed, plots_dir=plots_dir,
-                                     progress=progress, batch_size=batch_size)  # fmt: skip
+                                     progress=progress, batch_size=batch_size,
+                                     gather_sources=gather_cnn_sources_per_pair)  # fmt: skip
         results = {"model": str(model_dir), "data": str(data_dir), **results}
     finally:
         if pending is not None:
@@ -204,7 +209,7 @@ def limited_threads(n: int | None):
 
 
 def _evaluate_here(model, before, data, split, stages, clock, *, baseline_steps, gather_budget, pending, seed,
-                   plots_dir, progress, batch_size) -> dict:
+                   plots_dir, progress, batch_size, gather_sources=1) -> dict:
     """The body of :func:`evaluate`; ``pending`` is the gather CNN running in another process, or None."""
 
     def lap(name: str) -> None:
@@ -237,7 +242,8 @@ def _evaluate_here(model, before, data, split, stages, clock, *, baseline_steps,
         lap("spectrogram baseline")
     gather_sim, gather_info = None, None
     if gather_budget is not None and pending is None:
-        gather = GatherCNNBaseline(**gather_budget, seed=seed, image_config=model.config.image)
+        gather = GatherCNNBaseline(**gather_budget, seed=seed, image_config=model.config.image,
+                                   sources_per_pair=gather_sources)
         gather.fit(data["train"], validation=data["validation"] if split != "validation" else None)
         gather_sim, gather_info = gather.similarity(data[split]), gather.fit_info
         lap("gather CNN")

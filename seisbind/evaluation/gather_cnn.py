@@ -150,13 +150,15 @@ class GatherCNNBaseline:
     budget has no known end for a decay). The towers are built on the first ``fit`` (channel count
     from the data), on ``device`` (the CPU by default; give the main model's device for a
     comparison at equal wall time). ``image_config`` (the main model's ``config.image``) makes the
-    image CNN scale pixels as the main model does."""
+    image CNN scale pixels as the main model does. ``sources_per_pair`` > 1 trains on several
+    sources of each geology a pair, bound to the section and to each other, with the towers' loss
+    (``train config: sources_per_pair``): the bar sees the data as the model does."""
 
     def __init__(self, steps: int | None = None, max_seconds: float | None = None, batch_size: int = 32,
                  lr: float = 1e-3, weight_decay: float = 0.05, warmup_steps: int = 20,
                  embed_dim: int = EMBED_DIM, eps: float = COMPRESSION_EPS, init_logit_scale: float = 1 / 0.07,
                  max_logit_scale: float = 100.0, seed: int = 0, device: str | torch.device = "cpu",
-                 image_config=None, eval_every: int = 150) -> None:
+                 image_config=None, eval_every: int = 150, sources_per_pair: int = 1) -> None:
         if steps is None and max_seconds is None:
             steps = 300
         if steps is not None and steps < 1:
@@ -171,6 +173,9 @@ class GatherCNNBaseline:
         if eval_every < 1:
             raise ValueError(f"eval_every must be at least 1; got {eval_every}")
         self.eval_every = int(eval_every)
+        if isinstance(sources_per_pair, bool) or not isinstance(sources_per_pair, int) or sources_per_pair < 1:
+            raise ValueError(f"sources_per_pair must be an integer >= 1; got {sources_per_pair!r}")
+        self.sources_per_pair = sources_per_pair
         self.waveform_cnn: WaveformCNN | None = None
         self.image_cnn: ImageCNN | None = None
         self.logit_scale = None
@@ -212,14 +217,17 @@ class GatherCNNBaseline:
         ``max_seconds`` and is read after every step: a wall budget set while the fit runs (see
         :func:`start_in_process`). With a ``validation`` split the weights of the best validation
         MRR are kept (see the module doc); its checks count in the budget, as the main model's do."""
-        from seisbind.models.losses import build_loss
+        from seisbind.models.losses import ContrastiveLoss
 
         rows = StoredRows(train)
         if len(rows) < 2:
             raise ValueError(f"the gather CNN needs at least 2 train geologies; got {len(rows)}")
         _, first = rows.get([0])
+        if first.shape[1] < self.sources_per_pair:
+            raise ValueError(f"sources_per_pair={self.sources_per_pair} needs that many sources per geology; the "
+                             f"train split holds {first.shape[1]}")
         self.build(int(first.shape[-2]))
-        loss_fn = build_loss("clip")
+        loss_fn = ContrastiveLoss("clip")  # the towers' loss: with several sources, their views term too
         params = [*self.waveform_cnn.parameters(), *self.image_cnn.parameters()]
         decay = [p for p in params if p.ndim >= 2]  # no decay on norms, biases, the logit scale
         no_decay = [p for p in params if p.ndim < 2] + list(self.logit_scale.parameters())
@@ -239,11 +247,16 @@ class GatherCNNBaseline:
             idx = np.sort(rng.choice(len(rows), size=batch, replace=False))
             images, waves = rows.get(idx.tolist())
             sources = rng.integers(waves.shape[1], size=batch)  # a random source of each geology
-            records = torch.from_numpy(np.ascontiguousarray(waves[np.arange(batch), sources])).to(self.device)
+            if self.sources_per_pair > 1:  # and others, view-major, as the towers' pairs have them
+                others = np.argsort(rng.random((batch, waves.shape[1])) + (np.arange(waves.shape[1]) == sources[:, None]), 1)
+                sources = np.concatenate([sources, *others[:, : self.sources_per_pair - 1].T])
+            records = waves[np.tile(np.arange(batch), self.sources_per_pair), sources]
+            records = torch.from_numpy(np.ascontiguousarray(records)).to(self.device)
             images = torch.from_numpy(images).to(self.device)
             for group in opt.param_groups:
                 group["lr"] = self.lr * min(1.0, (step + 1) / max(1, self.warmup_steps))
-            loss = loss_fn(self.image_cnn(images), self.waveform_cnn(records), self.logit_scale())
+            loss = loss_fn({"image": self.image_cnn(images), "waveform": self.waveform_cnn(records),
+                            "logit_scale": self.logit_scale()})  # fmt: skip
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -302,7 +315,8 @@ class GatherCNNBaseline:
 
 
 def fit_and_score(data_dir: str, split: str, budget: dict | None, seed: int, image_config, threads: int,
-                  shared_seconds=None, select: bool = True, also: Sequence[tuple[str, str]] = ()) -> tuple:
+                  shared_seconds=None, select: bool = True, also: Sequence[tuple[str, str]] = (),
+                  sources_per_pair: int = 1) -> tuple:
     """Fit the gather CNN on ``data_dir``'s train split and score ``split``: ``(similarity, fit_info)``.
 
     ``also``: further ``(data folder, split)`` pairs to score with the same weights (held-out
@@ -312,15 +326,17 @@ def fit_and_score(data_dir: str, split: str, budget: dict | None, seed: int, ima
     but paths, numbers and the image config crosses the process boundary. ``budget`` None trains
     until ``shared_seconds`` (a ``multiprocessing.Value``, +inf until the parent sets it) have passed.
     ``select`` keeps the weights of the best validation MRR (never when ``split`` is the validation split).
+    ``sources_per_pair``: as the towers' training config (:class:`GatherCNNBaseline`).
     """
     torch.set_num_threads(threads)
     validation = load_paired(data_dir, "validation") if select and split != "validation" else None
     if budget is None:
-        baseline = GatherCNNBaseline(max_seconds=math.inf, seed=seed, image_config=image_config)
+        baseline = GatherCNNBaseline(max_seconds=math.inf, seed=seed, image_config=image_config,
+                                     sources_per_pair=sources_per_pair)
         baseline.fit(load_paired(data_dir, "train"), seconds_limit=lambda: shared_seconds.value, validation=validation)
         baseline.fit_info["budget"] = baseline.budget()  # the wall time the parent set
     else:
-        baseline = GatherCNNBaseline(**budget, seed=seed, image_config=image_config)
+        baseline = GatherCNNBaseline(**budget, seed=seed, image_config=image_config, sources_per_pair=sources_per_pair)
         baseline.fit(load_paired(data_dir, "train"), validation=validation)
     similarity = baseline.similarity(load_paired(data_dir, split))
     if also:
@@ -384,7 +400,7 @@ class FitInProcess:
 
 
 def start_in_process(data_dir, split: str, budget: dict | None, seed: int, image_config, threads: int,
-                     select: bool = True, also: Sequence[tuple[str, str]] = ()) -> FitInProcess:
+                     select: bool = True, also: Sequence[tuple[str, str]] = (), sources_per_pair: int = 1) -> FitInProcess:
     """Start :func:`fit_and_score` in a fresh process.
 
     The gather CNN's budget is wall time, and its loop takes ``threads`` cores as the main
@@ -395,8 +411,8 @@ def start_in_process(data_dir, split: str, budget: dict | None, seed: int, image
     trains both at once, one core each). In one process the two would share the interpreter lock.
     The child is spawned, not forked (a forked child of a process that has run torch can
     deadlock in its thread pools), and answers through a pipe: a ``multiprocessing.Pool``'s queue
-    locks are left to the resource tracker, which warns of leaked semaphores at exit. ``select``
-    and ``also``: as :func:`fit_and_score`, whose result :meth:`FitInProcess.get` returns.
+    locks are left to the resource tracker, which warns of leaked semaphores at exit. ``select``,
+    ``also`` and ``sources_per_pair``: as :func:`fit_and_score`, whose result :meth:`FitInProcess.get` returns.
     """
     import multiprocessing
 
@@ -405,7 +421,7 @@ def start_in_process(data_dir, split: str, budget: dict | None, seed: int, image
     shared = ctx.Value("d", math.inf, lock=False) if budget is None else None
     also = [(str(d), str(s)) for d, s in also]
     process = ctx.Process(target=_child, args=(send, str(data_dir), split, budget, seed, image_config, threads, shared, select,
-                                               also),
+                                               also, sources_per_pair),
                           daemon=True, name="gather-cnn")  # fmt: skip
     process.start()
     send.close()  # the child holds the sending end now
