@@ -541,8 +541,10 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_two_cpu_processes_see_the_global_batch(tiny_data, tmp_path):
-    common = dict(max_steps=3, save_every=0, eval_every=0, warmup_steps=0, lr=1e-3)
+@pytest.mark.parametrize("sources", [1, 2], ids=["one-source", "two-sources"])
+def test_two_cpu_processes_see_the_global_batch(tiny_data, tmp_path, sources):
+    """With two sources a pair each process gathers every view's columns: the same loss as one process."""
+    common = dict(max_steps=3, save_every=0, eval_every=0, warmup_steps=0, lr=1e-3, sources_per_pair=sources)
     single = train(tiny_config(tiny_data, tmp_path / "one", batch_size=8, **common))
     # accelerate launch --cpu starts several processes only through MPI; --multi_gpu starts them with
     # torchrun, and cpu=true keeps them on the CPU (gloo).
