@@ -209,17 +209,19 @@ class PairDataset(Dataset):
         image = decode_image(row["image"]).numpy()
         record = decode_record(row, source, stations)
         positions = decode_positions(row, stations)
-        views = self._other_sources(epoch, index, source, n_sources)
-        records = [decode_record(row, other, stations) for other in views]
+        records, view_rng = [], None
+        if self.sources_per_pair > 1:  # the other views' sources, and then their augmentations
+            view_rng = np.random.default_rng(np.random.SeedSequence([self.seed, _VIEW_STREAM, int(epoch), int(index)]))
+            others = [s for s in range(n_sources) if s != source]
+            records = [decode_record(row, others[i], stations)
+                       for i in view_rng.permutation(len(others))[: self.sources_per_pair - 1]]  # fmt: skip
         if mirror:
             # Stations reversed onto the same (symmetric) positions: see mirror_pair.
             records = [mirror_pair(image, r, self.mirror_channels)[1] for r in records]
             image, record = mirror_pair(image, record, self.mirror_channels)
         if self.augment is not None:
             record = self.augment(record, rng)
-            if records:
-                view_rng = np.random.default_rng(np.random.SeedSequence([self.seed, _VIEW_STREAM, int(epoch), int(index), 1]))
-                records = [self.augment(r, view_rng) for r in records]
+            records = [self.augment(r, view_rng) for r in records]
         item = {
             "image": torch.from_numpy(np.ascontiguousarray(image)),
             "waveforms": torch.from_numpy(np.ascontiguousarray(record)),
@@ -234,14 +236,6 @@ class PairDataset(Dataset):
             choice, index = int(rng.integers(self.captions_per_geology)), int(index)
             item["text"] = self._caption_tokens(index)[choice] if self.tokenizer is not None else self.caption_pool(index)[choice]
         return item
-
-    def _other_sources(self, epoch: int, index: int, source: int, n_sources: int) -> list[int]:
-        """The sources of a pair's other views: ``sources_per_pair - 1`` of the geology's, not ``source``."""
-        if self.sources_per_pair == 1:
-            return []
-        rng = np.random.default_rng(np.random.SeedSequence([self.seed, _VIEW_STREAM, int(epoch), int(index)]))
-        others = [s for s in range(n_sources) if s != source]
-        return [others[i] for i in rng.permutation(len(others))[: self.sources_per_pair - 1]]
 
     def caption_pool(self, index: int) -> list[str]:
         """The captions the pairs of row ``index`` draw from (made once per geology and kept)."""
@@ -279,30 +273,23 @@ def collate_pairs(items: Sequence[dict]) -> dict[str, torch.Tensor]:
     for every view: the layout :class:`~seisbind.models.losses.ContrastiveLoss` reads as views."""
     if not items:
         raise ValueError("cannot collate an empty batch")
-    if any("waveform_views" in it for it in items):
-        counts = {len(it.get("waveform_views", ())) for it in items}
-        if len(counts) != 1:
-            raise ValueError(f"items of one batch must have the same number of views; got {sorted(counts)}")
-        first = [{k: v for k, v in it.items() if k != "waveform_views"} for it in items]
-        batch = collate_pairs(first)
-        views = [collate_pairs([{**it, "waveforms": full["waveform_views"][v]} for it, full in zip(first, items)])
-                 for v in range(counts.pop())]  # fmt: skip
-        for key in ("waveforms", "station_mask", POSITIONS):
-            if key in batch:
-                batch[key] = torch.cat([batch[key], *(view[key] for view in views)])
-        return batch
-    shapes = {tuple(it["waveforms"].shape[1:]) for it in items}
+    counts = {len(it.get("waveform_views", ())) for it in items}
+    if len(counts) != 1:
+        raise ValueError(f"items of one batch must have the same number of views; got {sorted(counts)}")
+    # Every record of the batch, view-major: the items' own, then each further view of every item.
+    records = [it["waveforms"] for it in items] + [it["waveform_views"][v] for v in range(counts.pop()) for it in items]
+    shapes = {tuple(r.shape[1:]) for r in records}
     if len(shapes) != 1:
         raise ValueError(f"records in one batch must share (channels, time); got {sorted(shapes)}")
     (channels, samples), = shapes
-    k = max(it["waveforms"].shape[0] for it in items)
+    k = max(r.shape[0] for r in records)
     # Only the padding is zeroed: zeroing the whole batch first (45 MB for 32 OpenFWI records) is a
     # pass over memory that the copies overwrite anyway.
-    waveforms = torch.empty(len(items), k, channels, samples)
-    mask = torch.zeros(len(items), k, dtype=torch.bool)
-    for i, it in enumerate(items):
-        n = it["waveforms"].shape[0]
-        waveforms[i, :n] = it["waveforms"]
+    waveforms = torch.empty(len(records), k, channels, samples)
+    mask = torch.zeros(len(records), k, dtype=torch.bool)
+    for i, r in enumerate(records):
+        n = r.shape[0]
+        waveforms[i, :n] = r
         waveforms[i, n:] = 0.0
         mask[i, :n] = True
     batch = {
@@ -315,9 +302,10 @@ def collate_pairs(items: Sequence[dict]) -> dict[str, torch.Tensor]:
         texts = [it["text"] for it in items]
         batch["texts"] = torch.stack(texts) if all(isinstance(t, torch.Tensor) for t in texts) else texts
     if all(POSITIONS in it for it in items):
-        positions = torch.zeros(len(items), k)
-        for i, it in enumerate(items):
-            positions[i, : len(it[POSITIONS])] = it[POSITIONS]
+        positions = torch.zeros(len(records), k)
+        for i in range(len(records)):  # a view is at its item's stations
+            x = items[i % len(items)][POSITIONS]
+            positions[i, : len(x)] = x
         batch[POSITIONS] = positions
     return batch
 
