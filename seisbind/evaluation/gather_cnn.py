@@ -286,6 +286,7 @@ class GatherCNNBaseline:
             "budget": self.budget(), "final_loss": losses[-1], "logit_scale": float(self.logit_scale().detach()),
             "parameters": self.parameter_counts(), "threads": torch.get_num_threads(), "device": str(self.device),
             "kept_step": best[1] if best else step, "validation_mrr": best[0] if best else None,
+            "sources_per_pair": self.sources_per_pair,
         }  # fmt: skip
         return losses
 
