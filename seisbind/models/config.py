@@ -385,6 +385,10 @@ class SeisBindConfig:
     trained, so e.g. waveform-text similarity is emergent). ``init_logit_scale`` is the initial
     temperature inverse (CLIP: 1/0.07; SigLIP: 10), stored as its log and clamped at
     ``max_logit_scale``; ``init_logit_bias`` is used only with the SigLIP loss (default -10).
+    ``mirror_average``: in eval mode, each image and record embeds as the mean of its own and its
+    left-right mirror image's embeddings (:mod:`seisbind.mirror`; 2-D P-SV physics is symmetric
+    under the mirror, so a sample and its mirror are equally likely and now embed alike). Twice
+    the encoding work; training (train mode) is unchanged: its mirror is the pair augmentation.
     """
 
     name: str = "custom"
@@ -397,8 +401,11 @@ class SeisBindConfig:
     towers: dict[str, Any] = field(default_factory=lambda: {ModalityType.IMAGE: ImageTowerConfig(),
                                                            ModalityType.WAVEFORM: WaveformTowerConfig()})
     bind: list[list[str]] | None = None
+    mirror_average: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.mirror_average, bool):
+            raise ValueError(f"model config: mirror_average must be true or false; got {self.mirror_average!r}")
         unknown = sorted(set(self.towers) - set(TOWER_CONFIGS))
         if unknown:
             raise ValueError(f"model config: unknown modality section(s) {unknown}; known: {sorted(TOWER_CONFIGS)}")

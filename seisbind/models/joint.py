@@ -168,17 +168,31 @@ class SeisBindModel(
             raise ValueError(f"unknown modality {modality!r}; this model has {list(self.trunks)}")
 
     def encode(self, modality: str, inputs: torch.Tensor, normalize: bool = True, **kwargs: Any) -> torch.Tensor:
-        """Embed one modality: preprocess, trunk, head and (with ``normalize``) L2 normalisation."""
+        """Embed one modality: preprocess, trunk, head and (with ``normalize``) L2 normalisation.
+
+        With ``config.mirror_average`` and in eval mode, a modality with a mirror (image, waveform)
+        embeds as the mean of the input's and its mirror image's embeddings (each normalised first
+        when ``normalize``): one embedding for a sample and its mirror, at twice the work."""
         self._check_modality(modality)
-        prepared = self.preprocessors[modality](inputs, **kwargs)
-        tokens = self.trunks[modality](**prepared["trunk"])
-        embedding = self.heads[modality](tokens, **prepared["head"])
+        mirror = get_tower(modality).mirror
+        embedding = self._embed(modality, inputs, kwargs)
+        if self.config.mirror_average and mirror is not None and not self.training:
+            mirrored = self._embed(modality, *mirror(self.config.towers[modality], inputs, kwargs))
+            post = self.postprocessors[modality] if normalize else (lambda e: e)
+            embedding = post(embedding) + post(mirrored)
+            embedding = embedding if normalize else embedding / 2
         out = self.postprocessors[modality](embedding) if normalize else embedding
         if not bool(torch.isfinite(out).all()):
             # Finite inputs should never give this; say so rather than hand NaN to an index.
             raise ValueError(f"the {modality} tower produced non-finite embeddings for finite inputs: values beyond "
                              "float32's range after scaling, or non-finite weights")
         return out
+
+    def _embed(self, modality: str, inputs, side: dict[str, Any]) -> torch.Tensor:
+        """The head's (unnormalised) embedding of one modality's batch."""
+        prepared = self.preprocessors[modality](inputs, **side)
+        tokens = self.trunks[modality](**prepared["trunk"])
+        return self.heads[modality](tokens, **prepared["head"])
 
     def encode_image(self, images: torch.Tensor | np.ndarray, normalize: bool = True) -> torch.Tensor:
         """Embed seismic sections (batch, in_chans, H, W) -> (batch, embed_dim).

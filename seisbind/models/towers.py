@@ -21,12 +21,16 @@ class Tower:
     """How to build one modality's parts from its tower config.
 
     ``side_inputs`` are the extra ``forward`` inputs the preprocessor takes besides the modality's
-    own (the waveform tower's ``station_mask`` and ``station_x_m``)."""
+    own (the waveform tower's ``station_mask`` and ``station_x_m``). ``mirror`` maps an input and
+    its side inputs to those of the left-right mirrored sample, ``(tower config, input, side
+    inputs) -> (input, side inputs)`` (:mod:`seisbind.mirror`), for the model's mirror-averaged
+    embeddings; None where a modality has no mirror to take (text describes both alike)."""
 
     preprocessor: Callable[[object], nn.Module]
     trunk: Callable[[object], nn.Module]
     head: Callable[[object, nn.Module, int], nn.Module]  # (tower config, trunk, embed_dim)
     side_inputs: tuple[str, ...] = ()
+    mirror: Callable[..., tuple] | None = None
 
 
 def _image_tower() -> Tower:
@@ -40,7 +44,12 @@ def _image_tower() -> Tower:
             return ProjectionHead(trunk.width, embed_dim, DepthProfilePool(rows), rows * trunk.width)
         return ProjectionHead(trunk.width, embed_dim, SelectToken(0) if cfg.pool == "token" else MeanTokens(1))
 
-    return Tower(ImagePreprocessor, ImageTrunk, head)
+    def mirror(cfg, images, side):
+        from seisbind.mirror import mirror_images
+
+        return mirror_images(images), side
+
+    return Tower(ImagePreprocessor, ImageTrunk, head, mirror=mirror)
 
 
 def _waveform_tower() -> Tower:
@@ -58,7 +67,17 @@ def _waveform_tower() -> Tower:
                              cfg.array_pool, cfg.array_time_tokens)  # fmt: skip
         return ProjectionHead(trunk.width, embed_dim, StationAttentionPool(trunk.width))
 
-    return Tower(WaveformPreprocessor, WaveformTrunk, head, side_inputs=("station_mask", "station_x_m"))
+    def mirror(cfg, waveforms, side):
+        from seisbind.mirror import channels_for, mirror_mask, mirror_positions, mirror_records
+
+        out = dict(side)
+        if out.get("station_mask") is not None:
+            out["station_mask"] = mirror_mask(out["station_mask"])
+        if out.get("station_x_m") is not None:  # without positions, the reversed order is the mirrored line
+            out["station_x_m"] = mirror_positions(out["station_x_m"])
+        return mirror_records(waveforms, channels_for(cfg.in_chans)), out
+
+    return Tower(WaveformPreprocessor, WaveformTrunk, head, side_inputs=("station_mask", "station_x_m"), mirror=mirror)
 
 
 def _text_tower() -> Tower:

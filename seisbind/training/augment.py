@@ -24,6 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# The mirror itself is seisbind.mirror's (the model's mirror-averaged embeddings use it too).
+from seisbind.mirror import ZNE, mirror_images, mirror_records, mirrorable  # noqa: F401
+
 
 @dataclass(frozen=True)
 class WaveformAugment:
@@ -81,20 +84,6 @@ def shift_record(x: np.ndarray, shift: int) -> np.ndarray:
     return out
 
 
-ZNE = "ZNE"
-SHOT_PREFIX = "shot"  # OpenFWI-layout records: channel i is the gather of shot i along the line
-
-
-def mirrorable(channels: str) -> bool:
-    """Whether :func:`mirror_pair` knows how records of ``channels`` mirror (ZNE, or shots)."""
-    return channels == ZNE or _shot_channels(channels)
-
-
-def _shot_channels(channels: str) -> bool:
-    names = channels.split(",")
-    return all(name == f"{SHOT_PREFIX}{i}" for i, name in enumerate(names))
-
-
 def mirror_pair(image: np.ndarray, record: np.ndarray, channels: str = ZNE) -> tuple[np.ndarray, np.ndarray]:
     """The mirror image of a 2-D pair: ``image`` (channels, depth, distance) flipped along
     distance, ``record`` (stations, channels, time) with stations reversed and, by ``channels``:
@@ -107,16 +96,8 @@ def mirror_pair(image: np.ndarray, record: np.ndarray, channels: str = ZNE) -> t
       69, 52, 35, 17, 0, so the middle shot lands one cell (10 m) from where it was fired, a few
       samples of its direct wave at the receivers beside it.
     """
-    shots = _shot_channels(channels)
-    if record.ndim != 3 or not (shots or (channels == ZNE and record.shape[1] == 3)):
-        raise ValueError(f"mirror_pair needs a (stations, ZNE, time) record or one channel a shot; "
-                         f"got shape {record.shape}, channels {channels!r}")
-    if shots and record.shape[1] != len(channels.split(",")):
-        raise ValueError(f"mirror_pair: the record has {record.shape[1]} channels, {channels!r} names "
-                         f"{len(channels.split(','))}")
-    flipped = np.ascontiguousarray(np.asarray(image)[..., ::-1])
-    if shots:
-        return flipped, np.ascontiguousarray(np.asarray(record)[::-1, ::-1])
-    mirrored = np.ascontiguousarray(np.asarray(record)[::-1]).copy()
-    mirrored[:, 1] *= -1.0
-    return flipped, mirrored
+    record = np.asarray(record)
+    if record.ndim != 3:
+        raise ValueError(f"mirror_pair needs a (stations, channels, time) record; got shape {record.shape}")
+    return (np.ascontiguousarray(mirror_images(np.asarray(image))),
+            np.ascontiguousarray(mirror_records(record, channels)))
