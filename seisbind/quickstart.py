@@ -109,10 +109,12 @@ def run(args: argparse.Namespace) -> int:
     # their data worker is light), and stops after as much wall time as they took.
     gather_cnn = None
     if available_cores() >= (config.threads or available_cores()) + 1:
-        image_config = model_config(config.model, **config.model_overrides).image
-        # It reads as many sources of a geology a pair as the towers do (their sources_per_pair).
-        gather_cnn = start_in_process(out / "data", "test", None, args.seed, image_config, threads=1,
-                                      sources_per_pair=config.sources_per_pair)
+        towers = model_config(config.model, **config.model_overrides)
+        # It reads as many sources of a geology a pair as the towers do (their sources_per_pair),
+        # mirrors pairs as often, and embeds mirror-averaged when they do.
+        gather_cnn = start_in_process(out / "data", "test", None, args.seed, towers.image, threads=1,
+                                      sources_per_pair=config.sources_per_pair, mirror_prob=config.mirror_prob,
+                                      mirror_average=towers.mirror_average)
     try:
         t = time.perf_counter()
         result = train(config)
@@ -123,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
         t = time.perf_counter()
         results = evaluate(model_dir, out / "data", "test", plots_dir=out / "plots", baseline_steps=args.baseline_steps,
                            gather_cnn_seconds=timings["train"], gather_cnn=gather_cnn, seed=args.seed,
-                           progress=progress)  # fmt: skip
+                           gather_cnn_sources_per_pair=config.sources_per_pair,
+                           gather_cnn_mirror_prob=config.mirror_prob, progress=progress)  # fmt: skip
     finally:
         if gather_cnn is not None:
             gather_cnn.stop()  # a no-op once it has answered; after a failure, ends its training

@@ -45,7 +45,7 @@ def test_eval_cli_writes_json_tables_and_plots(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(ROOT / "eval_zeroshot.py"), "--model", str(model_dir), "--data", str(data),
          "--split", "test", "--out", str(out), "--baseline-steps", "2", "--gather-cnn-steps", "2",
-         "--gather-cnn-sources-per-pair", "2", "--no-progress"],
+         "--gather-cnn-sources-per-pair", "2", "--gather-cnn-mirror-prob", "0.5", "--mirror-average", "--no-progress"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -58,6 +58,9 @@ def test_eval_cli_writes_json_tables_and_plots(tmp_path):
     assert set(results["retrieval"]) == expected
     assert results["gather_cnn"]["steps"] == 2 and results["gather_cnn"]["budget"]["steps"] == 2
     assert results["gather_cnn"]["sources_per_pair"] == 2  # the flag reaches the CNN in its own process
+    # --mirror-average: the model (saved without it) embeds mirror-averaged, and so does the bar
+    assert results["mirror_average"] is True and results["gather_cnn"]["mirror_average"] is True
+    assert results["gather_cnn"]["mirror_prob"] == 0.5
     stages = results["stage_seconds"]
     # one torch thread (the test's OMP_NUM_THREADS) on a machine with more cores: the gather CNN
     # trains in its own process beside the other stages, and the last wait for it is timed

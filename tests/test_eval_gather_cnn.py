@@ -316,3 +316,37 @@ def test_two_sources_a_pair_train_with_the_towers_loss_and_still_learn():
         GatherCNNBaseline(steps=1, sources_per_pair=3).fit(train)
     with pytest.raises(ValueError, match="sources_per_pair must be an integer"):
         GatherCNNBaseline(sources_per_pair=0)
+
+
+def test_the_bar_mirrors_its_pairs_and_embeds_mirror_averaged_as_the_model_can():
+    """mirror_prob=1: every training pair is mirrored, image and records together (the first
+    step's inputs are the mirror of the batch drawn without it, as the draws of batches and
+    sources do not change); mirror_average: a test set and its mirror embed alike."""
+    from seisbind.mirror import mirror_images, mirror_records
+
+    train, test = separable_split(32, seed=0), separable_split(8, seed=1)
+
+    class Spied(GatherCNNBaseline):  # keeps the first step's inputs of each tower
+        def build(self, channels):
+            super().build(channels)
+            self.seen = {}
+            for name, tower in (("w", self.waveform_cnn), ("i", self.image_cnn)):
+                tower.register_forward_pre_hook(lambda m, args, name=name: self.seen.setdefault(name, args[0].clone()))
+
+    inputs = []
+    for prob in (0.0, 1.0):
+        baseline = Spied(steps=1, seed=0, mirror_prob=prob)
+        baseline.fit(train)
+        inputs.append(baseline.seen)
+    torch.testing.assert_close(inputs[1]["i"], mirror_images(inputs[0]["i"]))
+    torch.testing.assert_close(inputs[1]["w"], mirror_records(inputs[0]["w"]))
+    assert baseline.fit_info["mirror_prob"] == 1.0
+
+    averaged = GatherCNNBaseline(steps=3, seed=0, mirror_average=True)
+    averaged.fit(train)
+    mirrored = test.map(lambda r: {"image": np.asarray(r["image"])[:, ::-1],
+                                   "waveforms": mirror_records(np.asarray(r["waveforms"], np.float32))})
+    for a, b in zip(averaged.embed(test), averaged.embed(mirrored)):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    with pytest.raises(ValueError, match="mirror_prob must be in"):
+        GatherCNNBaseline(mirror_prob=1.5)

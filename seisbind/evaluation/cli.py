@@ -35,6 +35,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gather-cnn-sources-per-pair", type=int, default=1,
                         help="sources of a geology in each of the gather CNN's training pairs; give the model's "
                              "train config sources_per_pair (default 1)")
+    parser.add_argument("--gather-cnn-mirror-prob", type=float, default=0.0,
+                        help="probability that a gather CNN training pair is mirrored left to right; give the "
+                             "model's train config mirror_prob (default 0)")
+    parser.add_argument("--mirror-average", action="store_true", default=None,
+                        help="embed each section and record as the mean of its own and its mirror image's "
+                             "embeddings, whatever the model's config says (model config mirror_average); the "
+                             "gather CNN embeds the same way")
     parser.add_argument("--image-checkpoint", help="SFM .pth for the 'before training' image tower (default: random init)")
     parser.add_argument("--waveform-checkpoint", help="SeisLM .ckpt for the 'before training' waveform tower")
     parser.add_argument("--seed", type=int, default=0, help="seed of the baselines and probes (default 0)")
@@ -65,6 +72,7 @@ def run(args: argparse.Namespace, prog: str = "seisbind evaluate") -> int:
     options = {"batch_size": args.batch_size, "baseline_steps": args.baseline_steps,
                "gather_cnn_seconds": args.gather_cnn_seconds, "gather_cnn_steps": args.gather_cnn_steps,
                "gather_cnn_sources_per_pair": args.gather_cnn_sources_per_pair,
+               "gather_cnn_mirror_prob": args.gather_cnn_mirror_prob, "mirror_average": args.mirror_average,
                "image_checkpoint": args.image_checkpoint, "waveform_checkpoint": args.waveform_checkpoint,
                "seed": args.seed}  # fmt: skip
     try:

@@ -113,6 +113,8 @@ def evaluate(
     gather_cnn_steps: int = GATHER_CNN_STEPS,
     gather_cnn=None,
     gather_cnn_sources_per_pair: int = 1,
+    gather_cnn_mirror_prob: float = 0.0,
+    mirror_average: bool | None = None,
     image_checkpoint: str | None = None,
     waveform_checkpoint: str | None = None,
     seed: int = 0,
@@ -130,7 +132,10 @@ def evaluate(
     (``start_in_process(..., budget=None)``, started beside the model's training, as the quickstart
     does): it gets ``gather_cnn_seconds`` as its wall budget and evaluate takes its answer.
     ``gather_cnn_sources_per_pair``: the sources a pair of the gather CNN's (give the model's
-    ``sources_per_pair``, so the bar sees the data as the model did).
+    ``sources_per_pair``, so the bar sees the data as the model did); ``gather_cnn_mirror_prob``
+    its pairs' mirror probability (give the train config's ``mirror_prob``). It embeds
+    mirror-averaged when the model does (``config.mirror_average``; ``mirror_average`` True or
+    False overrides the model's config for this evaluation).
     """
     from seisbind.models.joint import SeisBindModel
 
@@ -144,6 +149,8 @@ def evaluate(
     start = time.perf_counter()
     # A folder, never a Hub id: a mistyped relative path ("runs/modle") looks like one and would download.
     model = SeisBindModel.from_pretrained(require_folder(model_dir, "a model folder written by save_pretrained"))
+    if mirror_average is not None:
+        model.config.mirror_average = bool(mirror_average)
     torch.manual_seed(seed)
     before = SeisBindModel(model.config)  # the same architecture before contrastive training
     if image_checkpoint:
@@ -167,13 +174,16 @@ def evaluate(
         from seisbind.evaluation.gather_cnn import start_in_process
 
         pending = start_in_process(data_dir, split, gather_budget, seed, model.config.image, cnn_threads,
-                                   sources_per_pair=gather_cnn_sources_per_pair)
+                                   sources_per_pair=gather_cnn_sources_per_pair, mirror_prob=gather_cnn_mirror_prob,
+                                   mirror_average=model.config.mirror_average)
     try:
         with limited_threads(max(1, spare) if concurrent else None):
             results = _evaluate_here(model, before, data, split, stages, clock, baseline_steps=baseline_steps,
                                      gather_budget=gather_budget, pending=pending, seed=seed, plots_dir=plots_dir,
                                      progress=progress, batch_size=batch_size,
-                                     gather_sources=gather_cnn_sources_per_pair)  # fmt: skip
+                                     gather_options={"sources_per_pair": gather_cnn_sources_per_pair,
+                                                     "mirror_prob": gather_cnn_mirror_prob,
+                                                     "mirror_average": model.config.mirror_average})  # fmt: skip
         results = {"model": str(model_dir), "data": str(data_dir), **results}
     finally:
         if pending is not None:
@@ -209,7 +219,7 @@ def limited_threads(n: int | None):
 
 
 def _evaluate_here(model, before, data, split, stages, clock, *, baseline_steps, gather_budget, pending, seed,
-                   plots_dir, progress, batch_size, gather_sources=1) -> dict:
+                   plots_dir, progress, batch_size, gather_options=None) -> dict:
     """The body of :func:`evaluate`; ``pending`` is the gather CNN running in another process, or None."""
 
     def lap(name: str) -> None:
@@ -242,8 +252,7 @@ def _evaluate_here(model, before, data, split, stages, clock, *, baseline_steps,
         lap("spectrogram baseline")
     gather_sim, gather_info = None, None
     if gather_budget is not None and pending is None:
-        gather = GatherCNNBaseline(**gather_budget, seed=seed, image_config=model.config.image,
-                                   sources_per_pair=gather_sources)
+        gather = GatherCNNBaseline(**gather_budget, seed=seed, image_config=model.config.image, **gather_options)
         gather.fit(data["train"], validation=data["validation"] if split != "validation" else None)
         gather_sim, gather_info = gather.similarity(data[split]), gather.fit_info
         lap("gather CNN")
@@ -252,6 +261,7 @@ def _evaluate_here(model, before, data, split, stages, clock, *, baseline_steps,
         "split": split,
         "geologies": {s: len(ds) for s, ds in data.items()},
         "waveforms_per_geology": int(len(test.waveform) // max(1, len(test.image))),
+        "mirror_average": bool(model.config.mirror_average),
         "retrieval": retrieval,
         "zero_shot": {"trained": zero_shot(after_emb, split), "before training": zero_shot(before_emb, split)},
         "probes": {
@@ -303,7 +313,8 @@ def markdown_tables(results: dict) -> str:
     """The comparison tables: retrieval, zero-shot, probes."""
     lines = [
         f"Retrieval on {results['split']}: {results['geologies'][results['split']]} images, "
-        f"{results['waveforms_per_geology']} waveforms each",
+        f"{results['waveforms_per_geology']} waveforms each"
+        + (" (the model and the gather CNN embed mirror-averaged)" if results.get("mirror_average") else ""),
         "",
         "| method | w->i R@1 | w->i R@5 | w->i R@10 | w->i median rank | i->w R@1 | i->w mAP | gallery (w->i) |",
         "|---|---|---|---|---|---|---|---|",

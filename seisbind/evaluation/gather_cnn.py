@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seisbind.data.dataset import StoredRows, load_paired
+from seisbind.mirror import channels_for, mirror_images, mirror_records
 from seisbind.models.preprocess import normalize_images
 
 COMPRESSION_EPS = 1e-2  # eps of the log compression, as a fraction of the record's peak
@@ -84,6 +85,13 @@ def preprocess_records(records: torch.Tensor, eps: float = COMPRESSION_EPS) -> t
     x.mul_((1.0 / (peak * eps)).view(-1, 1, 1, 1))  # peak -> 1 / eps
     y = x.abs().log1p_()
     return y.copysign_(x).mul_(1.0 / math.log1p(1.0 / eps))
+
+
+def _channels(dataset, count: int) -> str:
+    """The records' channel names: the split's ``channels`` column, else what a tower of ``count`` reads."""
+    if "channels" in dataset.column_names and len(dataset):
+        return str(dataset.with_format(None).select_columns(["channels"])[0]["channels"])
+    return channels_for(count)
 
 
 def _groups(channels: int) -> int:
@@ -152,13 +160,18 @@ class GatherCNNBaseline:
     comparison at equal wall time). ``image_config`` (the main model's ``config.image``) makes the
     image CNN scale pixels as the main model does. ``sources_per_pair`` > 1 trains on several
     sources of each geology a pair, bound to the section and to each other, with the towers' loss
-    (``train config: sources_per_pair``): the bar sees the data as the model does."""
+    (``train config: sources_per_pair``): the bar sees the data as the model does. So do
+    ``mirror_prob`` (each pair mirrored left to right with this probability, image and records
+    together: the train config's ``mirror_prob``) and ``mirror_average`` (embed each section and
+    record as the mean of its own and its mirror image's embeddings: the model config's), both
+    with :mod:`seisbind.mirror`."""
 
     def __init__(self, steps: int | None = None, max_seconds: float | None = None, batch_size: int = 32,
                  lr: float = 1e-3, weight_decay: float = 0.05, warmup_steps: int = 20,
                  embed_dim: int = EMBED_DIM, eps: float = COMPRESSION_EPS, init_logit_scale: float = 1 / 0.07,
                  max_logit_scale: float = 100.0, seed: int = 0, device: str | torch.device = "cpu",
-                 image_config=None, eval_every: int = 150, sources_per_pair: int = 1) -> None:
+                 image_config=None, eval_every: int = 150, sources_per_pair: int = 1, mirror_prob: float = 0.0,
+                 mirror_average: bool = False) -> None:
         if steps is None and max_seconds is None:
             steps = 300
         if steps is not None and steps < 1:
@@ -176,6 +189,10 @@ class GatherCNNBaseline:
         if isinstance(sources_per_pair, bool) or not isinstance(sources_per_pair, int) or sources_per_pair < 1:
             raise ValueError(f"sources_per_pair must be an integer >= 1; got {sources_per_pair!r}")
         self.sources_per_pair = sources_per_pair
+        if not 0.0 <= mirror_prob <= 1.0:
+            raise ValueError(f"mirror_prob must be in [0, 1]; got {mirror_prob!r}")
+        self.mirror_prob, self.mirror_average = float(mirror_prob), bool(mirror_average)
+        self.channels = None  # the records' channel names, read at fit (how they mirror)
         self.waveform_cnn: WaveformCNN | None = None
         self.image_cnn: ImageCNN | None = None
         self.logit_scale = None
@@ -227,6 +244,11 @@ class GatherCNNBaseline:
             raise ValueError(f"sources_per_pair={self.sources_per_pair} needs that many sources per geology; the "
                              f"train split holds {first.shape[1]}")
         self.build(int(first.shape[-2]))
+        self.channels = _channels(train, int(first.shape[-2]))
+        if self.mirror_prob > 0 or self.mirror_average:
+            mirror_records(first[0, :1], self.channels)  # refuses channels with no known mirror, before training
+        # Its own stream, so the batches and sources drawn are those of a run without mirroring.
+        mirror_rng = np.random.default_rng(np.random.SeedSequence([self.seed, 13]))
         loss_fn = ContrastiveLoss("clip")  # the towers' loss: with several sources, their views term too
         params = [*self.waveform_cnn.parameters(), *self.image_cnn.parameters()]
         decay = [p for p in params if p.ndim >= 2]  # no decay on norms, biases, the logit scale
@@ -251,8 +273,13 @@ class GatherCNNBaseline:
                 others = np.argsort(rng.random((batch, waves.shape[1])) + (np.arange(waves.shape[1]) == sources[:, None]), 1)
                 sources = np.concatenate([sources, *others[:, : self.sources_per_pair - 1].T])
             records = waves[np.tile(np.arange(batch), self.sources_per_pair), sources]
+            if self.mirror_prob > 0:  # a mirrored pair: its image and all its records
+                flip = mirror_rng.random(batch) < self.mirror_prob
+                images[flip] = mirror_images(images[flip])
+                views = np.tile(flip, self.sources_per_pair)
+                records[views] = mirror_records(records[views], self.channels)
             records = torch.from_numpy(np.ascontiguousarray(records)).to(self.device)
-            images = torch.from_numpy(images).to(self.device)
+            images = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
             for group in opt.param_groups:
                 group["lr"] = self.lr * min(1.0, (step + 1) / max(1, self.warmup_steps))
             loss = loss_fn({"image": self.image_cnn(images), "waveform": self.waveform_cnn(records),
@@ -286,7 +313,8 @@ class GatherCNNBaseline:
             "budget": self.budget(), "final_loss": losses[-1], "logit_scale": float(self.logit_scale().detach()),
             "parameters": self.parameter_counts(), "threads": torch.get_num_threads(), "device": str(self.device),
             "kept_step": best[1] if best else step, "validation_mrr": best[0] if best else None,
-            "sources_per_pair": self.sources_per_pair,
+            "sources_per_pair": self.sources_per_pair, "mirror_prob": self.mirror_prob,
+            "mirror_average": self.mirror_average,
         }  # fmt: skip
         return losses
 
@@ -302,11 +330,19 @@ class GatherCNNBaseline:
         img, wav = [], []
         for s in range(0, len(rows), batch_size):
             images, waves = rows.get(list(range(s, min(s + batch_size, len(rows)))))
-            img.append(self.image_cnn(torch.from_numpy(images).to(self.device)).cpu().numpy())
+            img.append(self._embed(self.image_cnn, torch.from_numpy(images).to(self.device), mirror_images))
             records = torch.from_numpy(np.ascontiguousarray(waves.reshape(-1, *waves.shape[2:])))
             for part in torch.split(records, batch_size):
-                wav.append(self.waveform_cnn(part.to(self.device)).cpu().numpy())
+                wav.append(self._embed(self.waveform_cnn, part.to(self.device),
+                                       lambda r: mirror_records(r, self.channels or channels_for(r.shape[-2]))))
         return np.concatenate(img), np.concatenate(wav)
+
+    def _embed(self, tower: nn.Module, x: torch.Tensor, mirror) -> np.ndarray:
+        """Unit embeddings of ``x``; with ``mirror_average``, of ``x`` and its mirror image, averaged."""
+        out = tower(x)
+        if self.mirror_average:
+            out = F.normalize(out + tower(mirror(x)), dim=-1)
+        return out.cpu().numpy()
 
     def similarity(self, test, batch_size: int = 16) -> np.ndarray:
         """(test waveforms: geologies * sources, test images) cosine similarity, rows in
@@ -317,7 +353,7 @@ class GatherCNNBaseline:
 
 def fit_and_score(data_dir: str, split: str, budget: dict | None, seed: int, image_config, threads: int,
                   shared_seconds=None, select: bool = True, also: Sequence[tuple[str, str]] = (),
-                  sources_per_pair: int = 1) -> tuple:
+                  sources_per_pair: int = 1, mirror_prob: float = 0.0, mirror_average: bool = False) -> tuple:
     """Fit the gather CNN on ``data_dir``'s train split and score ``split``: ``(similarity, fit_info)``.
 
     ``also``: further ``(data folder, split)`` pairs to score with the same weights (held-out
@@ -327,17 +363,17 @@ def fit_and_score(data_dir: str, split: str, budget: dict | None, seed: int, ima
     but paths, numbers and the image config crosses the process boundary. ``budget`` None trains
     until ``shared_seconds`` (a ``multiprocessing.Value``, +inf until the parent sets it) have passed.
     ``select`` keeps the weights of the best validation MRR (never when ``split`` is the validation split).
-    ``sources_per_pair``: as the towers' training config (:class:`GatherCNNBaseline`).
+    ``sources_per_pair``, ``mirror_prob``, ``mirror_average``: as the towers' configs (:class:`GatherCNNBaseline`).
     """
+    options = {"sources_per_pair": sources_per_pair, "mirror_prob": mirror_prob, "mirror_average": mirror_average}
     torch.set_num_threads(threads)
     validation = load_paired(data_dir, "validation") if select and split != "validation" else None
     if budget is None:
-        baseline = GatherCNNBaseline(max_seconds=math.inf, seed=seed, image_config=image_config,
-                                     sources_per_pair=sources_per_pair)
+        baseline = GatherCNNBaseline(max_seconds=math.inf, seed=seed, image_config=image_config, **options)
         baseline.fit(load_paired(data_dir, "train"), seconds_limit=lambda: shared_seconds.value, validation=validation)
         baseline.fit_info["budget"] = baseline.budget()  # the wall time the parent set
     else:
-        baseline = GatherCNNBaseline(**budget, seed=seed, image_config=image_config, sources_per_pair=sources_per_pair)
+        baseline = GatherCNNBaseline(**budget, seed=seed, image_config=image_config, **options)
         baseline.fit(load_paired(data_dir, "train"), validation=validation)
     similarity = baseline.similarity(load_paired(data_dir, split))
     if also:
@@ -401,7 +437,8 @@ class FitInProcess:
 
 
 def start_in_process(data_dir, split: str, budget: dict | None, seed: int, image_config, threads: int,
-                     select: bool = True, also: Sequence[tuple[str, str]] = (), sources_per_pair: int = 1) -> FitInProcess:
+                     select: bool = True, also: Sequence[tuple[str, str]] = (), sources_per_pair: int = 1,
+                     mirror_prob: float = 0.0, mirror_average: bool = False) -> FitInProcess:
     """Start :func:`fit_and_score` in a fresh process.
 
     The gather CNN's budget is wall time, and its loop takes ``threads`` cores as the main
@@ -413,7 +450,8 @@ def start_in_process(data_dir, split: str, budget: dict | None, seed: int, image
     The child is spawned, not forked (a forked child of a process that has run torch can
     deadlock in its thread pools), and answers through a pipe: a ``multiprocessing.Pool``'s queue
     locks are left to the resource tracker, which warns of leaked semaphores at exit. ``select``,
-    ``also`` and ``sources_per_pair``: as :func:`fit_and_score`, whose result :meth:`FitInProcess.get` returns.
+    ``also``, ``sources_per_pair``, ``mirror_prob`` and ``mirror_average``: as :func:`fit_and_score`, whose
+    result :meth:`FitInProcess.get` returns.
     """
     import multiprocessing
 
@@ -422,7 +460,7 @@ def start_in_process(data_dir, split: str, budget: dict | None, seed: int, image
     shared = ctx.Value("d", math.inf, lock=False) if budget is None else None
     also = [(str(d), str(s)) for d, s in also]
     process = ctx.Process(target=_child, args=(send, str(data_dir), split, budget, seed, image_config, threads, shared, select,
-                                               also, sources_per_pair),
+                                               also, sources_per_pair, mirror_prob, mirror_average),
                           daemon=True, name="gather-cnn")  # fmt: skip
     process.start()
     send.close()  # the child holds the sending end now
