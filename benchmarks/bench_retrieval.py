@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             also = [(args.held_out, args.held_out_split)] if args.held_out else []
             beside = start_in_process(args.data, args.split, None, config.seed, towers.image, threads=1, select=select,
                                       also=also, sources_per_pair=config.sources_per_pair,
-                                      mirror_prob=config.mirror_prob, mirror_average=towers.mirror_average)
+                                      mirror_prob=config.mirror_prob)
         length = (f"{config.time_budget_s:g} s (at most {config.max_steps} steps)" if config.time_budget_s
                   else f"{config.max_steps} steps")
         print(f"[1/3] training {config.model} for {length} ({args.config}) -> {out}"
@@ -151,8 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[2/3] training the gather CNN for {cnn_seconds:.1f} s", flush=True)
             cnn = GatherCNNBaseline(max_seconds=cnn_seconds, batch_size=args.cnn_batch_size, seed=config.seed,
                                     device="cuda" if cuda else "cpu", image_config=model.config.image,
-                                    sources_per_pair=config.sources_per_pair, mirror_prob=config.mirror_prob,
-                                    mirror_average=model.config.mirror_average)
+                                    sources_per_pair=config.sources_per_pair, mirror_prob=config.mirror_prob)
             cnn.fit(load_paired(args.data, "train"),
                     validation=load_paired(args.data, "validation") if select and args.split != "validation" else None)
             cnn_similarity, cnn_fit_info = None, cnn.fit_info

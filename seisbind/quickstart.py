@@ -110,11 +110,10 @@ def run(args: argparse.Namespace) -> int:
     gather_cnn = None
     if available_cores() >= (config.threads or available_cores()) + 1:
         towers = model_config(config.model, **config.model_overrides)
-        # It reads as many sources of a geology a pair as the towers do (their sources_per_pair),
-        # mirrors pairs as often, and embeds mirror-averaged when they do.
+        # It reads as many sources of a geology a pair as the towers do (their sources_per_pair)
+        # and mirrors its pairs as often.
         gather_cnn = start_in_process(out / "data", "test", None, args.seed, towers.image, threads=1,
-                                      sources_per_pair=config.sources_per_pair, mirror_prob=config.mirror_prob,
-                                      mirror_average=towers.mirror_average)
+                                      sources_per_pair=config.sources_per_pair, mirror_prob=config.mirror_prob)
     try:
         t = time.perf_counter()
         result = train(config)

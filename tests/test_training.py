@@ -598,6 +598,7 @@ def test_two_sources_a_pair_train_the_views_term_and_resume_exactly(tiny_data, t
     full = train(tiny_config(tiny_data, tmp_path / "full", **kw))
     entry = metrics_at(tmp_path / "full", 4)
     assert {"train/loss/image_waveform", "train/loss/waveform_views"} <= set(entry)
+    assert entry["train/records_per_s"] == pytest.approx(2 * entry["train/pairs_per_s"])  # a pair: two records
     (tmp_path / "cut" / "checkpoints").mkdir(parents=True)
     shutil.copytree(tmp_path / "full" / "checkpoints" / "step-00000002", tmp_path / "cut" / "checkpoints" / "step-00000002")
     resumed = train(tiny_config(tiny_data, tmp_path / "cut", resume="latest", **kw))

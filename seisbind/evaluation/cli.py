@@ -40,8 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "model's train config mirror_prob (default 0)")
     parser.add_argument("--mirror-average", action="store_true", default=None,
                         help="embed each section and record as the mean of its own and its mirror image's "
-                             "embeddings, whatever the model's config says (model config mirror_average); the "
-                             "gather CNN embeds the same way")
+                             "embeddings, whatever the model's config says (model config mirror_average)")
     parser.add_argument("--image-checkpoint", help="SFM .pth for the 'before training' image tower (default: random init)")
     parser.add_argument("--waveform-checkpoint", help="SeisLM .ckpt for the 'before training' waveform tower")
     parser.add_argument("--seed", type=int, default=0, help="seed of the baselines and probes (default 0)")

@@ -133,9 +133,9 @@ def evaluate(
     does): it gets ``gather_cnn_seconds`` as its wall budget and evaluate takes its answer.
     ``gather_cnn_sources_per_pair``: the sources a pair of the gather CNN's (give the model's
     ``sources_per_pair``, so the bar sees the data as the model did); ``gather_cnn_mirror_prob``
-    its pairs' mirror probability (give the train config's ``mirror_prob``). It embeds
-    mirror-averaged when the model does (``config.mirror_average``; ``mirror_average`` True or
-    False overrides the model's config for this evaluation).
+    its pairs' mirror probability (give the train config's ``mirror_prob``). ``mirror_average``
+    True or False overrides the model's ``config.mirror_average`` for this evaluation. The CNN
+    embeds each item once: averaged over the mirror it scored lower (test MRR 0.286 against 0.318).
     """
     from seisbind.models.joint import SeisBindModel
 
@@ -174,16 +174,14 @@ def evaluate(
         from seisbind.evaluation.gather_cnn import start_in_process
 
         pending = start_in_process(data_dir, split, gather_budget, seed, model.config.image, cnn_threads,
-                                   sources_per_pair=gather_cnn_sources_per_pair, mirror_prob=gather_cnn_mirror_prob,
-                                   mirror_average=model.config.mirror_average)
+                                   sources_per_pair=gather_cnn_sources_per_pair, mirror_prob=gather_cnn_mirror_prob)
     try:
         with limited_threads(max(1, spare) if concurrent else None):
             results = _evaluate_here(model, before, data, split, stages, clock, baseline_steps=baseline_steps,
                                      gather_budget=gather_budget, pending=pending, seed=seed, plots_dir=plots_dir,
                                      progress=progress, batch_size=batch_size,
                                      gather_options={"sources_per_pair": gather_cnn_sources_per_pair,
-                                                     "mirror_prob": gather_cnn_mirror_prob,
-                                                     "mirror_average": model.config.mirror_average})  # fmt: skip
+                                                     "mirror_prob": gather_cnn_mirror_prob})  # fmt: skip
         results = {"model": str(model_dir), "data": str(data_dir), **results}
     finally:
         if pending is not None:
@@ -314,7 +312,7 @@ def markdown_tables(results: dict) -> str:
     lines = [
         f"Retrieval on {results['split']}: {results['geologies'][results['split']]} images, "
         f"{results['waveforms_per_geology']} waveforms each"
-        + (" (the model and the gather CNN embed mirror-averaged)" if results.get("mirror_average") else ""),
+        + (" (the model's embeddings mirror-averaged)" if results.get("mirror_average") else ""),
         "",
         "| method | w->i R@1 | w->i R@5 | w->i R@10 | w->i median rank | i->w R@1 | i->w mAP | gallery (w->i) |",
         "|---|---|---|---|---|---|---|---|",

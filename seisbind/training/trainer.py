@@ -438,6 +438,8 @@ def train(config: TrainConfig) -> TrainResult:
                 entry = {"train/loss": window_loss / window_steps, "train/logit_scale": scale,
                          "train/lr": scheduler.get_last_lr()[0], "train/pairs_per_s": pairs_per_s,
                          "train/epoch": (step * accum) / sampler.batches_per_epoch}
+                if config.sources_per_pair > 1:  # a pair is a geology; the waveform tower reads this many records
+                    entry["train/records_per_s"] = pairs_per_s * config.sources_per_pair
                 if grad_norm is not None:
                     entry["train/grad_norm"] = grad_norm
                 if len(core.logit_scales) > 1:  # each bound pair's temperature
