@@ -334,8 +334,7 @@ class GatherCNNBaseline:
             img.append(self._embed(self.image_cnn, torch.from_numpy(images).to(self.device), mirror_images))
             records = torch.from_numpy(np.ascontiguousarray(waves.reshape(-1, *waves.shape[2:])))
             for part in torch.split(records, batch_size):
-                wav.append(self._embed(self.waveform_cnn, part.to(self.device),
-                                       lambda r: mirror_records(r, self.channels or channels_for(r.shape[-2]))))
+                wav.append(self._embed(self.waveform_cnn, part.to(self.device), lambda r: mirror_records(r, self.channels)))
         return np.concatenate(img), np.concatenate(wav)
 
     def _embed(self, tower: nn.Module, x: torch.Tensor, mirror) -> np.ndarray:
