@@ -334,8 +334,11 @@ class GatherCNNBaseline:
             img.append(self._embed(self.image_cnn, torch.from_numpy(images).to(self.device), mirror_images))
             records = torch.from_numpy(np.ascontiguousarray(waves.reshape(-1, *waves.shape[2:])))
             for part in torch.split(records, batch_size):
-                wav.append(self._embed(self.waveform_cnn, part.to(self.device), lambda r: mirror_records(r, self.channels)))
+                wav.append(self._embed(self.waveform_cnn, part.to(self.device), self._mirror_records))
         return np.concatenate(img), np.concatenate(wav)
+
+    def _mirror_records(self, records: torch.Tensor) -> torch.Tensor:
+        return mirror_records(records, self.channels)
 
     def _embed(self, tower: nn.Module, x: torch.Tensor, mirror) -> np.ndarray:
         """Unit embeddings of ``x``; with ``mirror_average``, of ``x`` and its mirror image, averaged."""
