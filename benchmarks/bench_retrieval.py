@@ -111,10 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         select = args.model_folder == "best-model"
         beside, cnn_held_out = None, None
         if args.side_by_side:
-            towers = model_config(config.model, **config.model_overrides)
+            image_config = model_config(config.model, **config.model_overrides).image
             # Its process scores --split, and the held-out split with the same weights.
             also = [(args.held_out, args.held_out_split)] if args.held_out else []
-            beside = start_in_process(args.data, args.split, None, config.seed, towers.image, threads=1, select=select,
+            beside = start_in_process(args.data, args.split, None, config.seed, image_config, threads=1, select=select,
                                       also=also, sources_per_pair=config.sources_per_pair,
                                       mirror_prob=config.mirror_prob)
         length = (f"{config.time_budget_s:g} s (at most {config.max_steps} steps)" if config.time_budget_s

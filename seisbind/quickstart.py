@@ -109,10 +109,10 @@ def run(args: argparse.Namespace) -> int:
     # their data worker is light), and stops after as much wall time as they took.
     gather_cnn = None
     if available_cores() >= (config.threads or available_cores()) + 1:
-        towers = model_config(config.model, **config.model_overrides)
+        image_config = model_config(config.model, **config.model_overrides).image
         # It reads as many sources of a geology a pair as the towers do (their sources_per_pair)
         # and mirrors its pairs as often.
-        gather_cnn = start_in_process(out / "data", "test", None, args.seed, towers.image, threads=1,
+        gather_cnn = start_in_process(out / "data", "test", None, args.seed, image_config, threads=1,
                                       sources_per_pair=config.sources_per_pair, mirror_prob=config.mirror_prob)
     try:
         t = time.perf_counter()

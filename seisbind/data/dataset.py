@@ -77,6 +77,14 @@ def load_paired(path: str | os.PathLike, split: str | None = None, decode: bool 
     return dd[split] if split else dd
 
 
+def record_channels(dataset, default: str | None = None) -> str | None:
+    """The channel names of a split's records (``"ZNE"``, ``"shot0,...,shot4"``), read from its
+    ``channels`` column alone (a whole-row read decodes the records), or ``default`` without one."""
+    if "channels" not in dataset.column_names or not len(dataset):
+        return default
+    return str(dataset.with_format(None).select_columns(["channels"])[0]["channels"])
+
+
 class StoredRows:
     """Fast batched row access to a split: images, records in m/s and extra columns, as NumPy.
 

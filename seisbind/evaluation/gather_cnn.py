@@ -41,8 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seisbind.data.dataset import StoredRows, load_paired
-from seisbind.mirror import channels_for, mirror_images, mirror_records
+from seisbind.data.dataset import StoredRows, load_paired, record_channels
+from seisbind.mirror import channels_for, mirror_images, mirror_records, mirrorable
 from seisbind.models.preprocess import normalize_images
 
 COMPRESSION_EPS = 1e-2  # eps of the log compression, as a fraction of the record's peak
@@ -85,13 +85,6 @@ def preprocess_records(records: torch.Tensor, eps: float = COMPRESSION_EPS) -> t
     x.mul_((1.0 / (peak * eps)).view(-1, 1, 1, 1))  # peak -> 1 / eps
     y = x.abs().log1p_()
     return y.copysign_(x).mul_(1.0 / math.log1p(1.0 / eps))
-
-
-def _channels(dataset, count: int) -> str:
-    """The records' channel names: the split's ``channels`` column, else what a tower of ``count`` reads."""
-    if "channels" in dataset.column_names and len(dataset):
-        return str(dataset.with_format(None).select_columns(["channels"])[0]["channels"])
-    return channels_for(count)
 
 
 def _groups(channels: int) -> int:
@@ -245,9 +238,10 @@ class GatherCNNBaseline:
             raise ValueError(f"sources_per_pair={self.sources_per_pair} needs that many sources per geology; the "
                              f"train split holds {first.shape[1]}")
         self.build(int(first.shape[-2]))
-        self.channels = _channels(train, int(first.shape[-2]))
-        if self.mirror_prob > 0 or self.mirror_average:
-            mirror_records(first[0, :1], self.channels)  # refuses channels with no known mirror, before training
+        self.channels = record_channels(train, channels_for(int(first.shape[-2])))
+        if (self.mirror_prob > 0 or self.mirror_average) and not mirrorable(self.channels):
+            raise ValueError(f"mirroring needs ZNE records (2-D P-SV) or one channel a shot; these rows hold "
+                             f"channels {self.channels!r}: set mirror_prob=0 and mirror_average=False")
         # Its own stream, so the batches and sources drawn are those of a run without mirroring.
         mirror_rng = np.random.default_rng(np.random.SeedSequence([self.seed, 13]))
         loss_fn = ContrastiveLoss("clip")  # the towers' loss: with several sources, their views term too
@@ -356,7 +350,7 @@ class GatherCNNBaseline:
 
 def fit_and_score(data_dir: str, split: str, budget: dict | None, seed: int, image_config, threads: int,
                   shared_seconds=None, select: bool = True, also: Sequence[tuple[str, str]] = (),
-                  sources_per_pair: int = 1, mirror_prob: float = 0.0, mirror_average: bool = False) -> tuple:
+                  sources_per_pair: int = 1, mirror_prob: float = 0.0) -> tuple:
     """Fit the gather CNN on ``data_dir``'s train split and score ``split``: ``(similarity, fit_info)``.
 
     ``also``: further ``(data folder, split)`` pairs to score with the same weights (held-out
@@ -366,9 +360,9 @@ def fit_and_score(data_dir: str, split: str, budget: dict | None, seed: int, ima
     but paths, numbers and the image config crosses the process boundary. ``budget`` None trains
     until ``shared_seconds`` (a ``multiprocessing.Value``, +inf until the parent sets it) have passed.
     ``select`` keeps the weights of the best validation MRR (never when ``split`` is the validation split).
-    ``sources_per_pair``, ``mirror_prob``, ``mirror_average``: as the towers' configs (:class:`GatherCNNBaseline`).
+    ``sources_per_pair``, ``mirror_prob``: as the towers' train config (:class:`GatherCNNBaseline`).
     """
-    options = {"sources_per_pair": sources_per_pair, "mirror_prob": mirror_prob, "mirror_average": mirror_average}
+    options = {"sources_per_pair": sources_per_pair, "mirror_prob": mirror_prob}
     torch.set_num_threads(threads)
     validation = load_paired(data_dir, "validation") if select and split != "validation" else None
     if budget is None:
@@ -441,7 +435,7 @@ class FitInProcess:
 
 def start_in_process(data_dir, split: str, budget: dict | None, seed: int, image_config, threads: int,
                      select: bool = True, also: Sequence[tuple[str, str]] = (), sources_per_pair: int = 1,
-                     mirror_prob: float = 0.0, mirror_average: bool = False) -> FitInProcess:
+                     mirror_prob: float = 0.0) -> FitInProcess:
     """Start :func:`fit_and_score` in a fresh process.
 
     The gather CNN's budget is wall time, and its loop takes ``threads`` cores as the main
@@ -453,8 +447,8 @@ def start_in_process(data_dir, split: str, budget: dict | None, seed: int, image
     The child is spawned, not forked (a forked child of a process that has run torch can
     deadlock in its thread pools), and answers through a pipe: a ``multiprocessing.Pool``'s queue
     locks are left to the resource tracker, which warns of leaked semaphores at exit. ``select``,
-    ``also``, ``sources_per_pair``, ``mirror_prob`` and ``mirror_average``: as :func:`fit_and_score`, whose
-    result :meth:`FitInProcess.get` returns.
+    ``also``, ``sources_per_pair`` and ``mirror_prob``: as :func:`fit_and_score`, whose result
+    :meth:`FitInProcess.get` returns.
     """
     import multiprocessing
 
@@ -463,7 +457,7 @@ def start_in_process(data_dir, split: str, budget: dict | None, seed: int, image
     shared = ctx.Value("d", math.inf, lock=False) if budget is None else None
     also = [(str(d), str(s)) for d, s in also]
     process = ctx.Process(target=_child, args=(send, str(data_dir), split, budget, seed, image_config, threads, shared, select,
-                                               also, sources_per_pair, mirror_prob, mirror_average),
+                                               also, sources_per_pair, mirror_prob),
                           daemon=True, name="gather-cnn")  # fmt: skip
     process.start()
     send.close()  # the child holds the sending end now

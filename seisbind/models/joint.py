@@ -174,13 +174,14 @@ class SeisBindModel(
         embeds as the mean of the input's and its mirror image's embeddings (each normalised first
         when ``normalize``): one embedding for a sample and its mirror, at twice the work."""
         self._check_modality(modality)
-        mirror = get_tower(modality).mirror
         embedding = self._embed(modality, inputs, kwargs)
+        mirror = get_tower(modality).mirror
         if self.config.mirror_average and mirror is not None and not self.training:
             mirrored = self._embed(modality, *mirror(self.config.towers[modality], inputs, kwargs))
-            post = self.postprocessors[modality] if normalize else (lambda e: e)
-            embedding = post(embedding) + post(mirrored)
-            embedding = embedding if normalize else embedding / 2
+            if normalize:  # the mean of the two unit embeddings, re-normalised below
+                embedding = self.postprocessors[modality](embedding) + self.postprocessors[modality](mirrored)
+            else:
+                embedding = (embedding + mirrored) / 2
         out = self.postprocessors[modality](embedding) if normalize else embedding
         if not bool(torch.isfinite(out).all()):
             # Finite inputs should never give this; say so rather than hand NaN to an index.

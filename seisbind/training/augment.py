@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 # The mirror itself is seisbind.mirror's (the model's mirror-averaged embeddings use it too).
-from seisbind.mirror import ZNE, mirror_images, mirror_records, mirrorable  # noqa: F401
+from seisbind.mirror import ZNE, mirror_images, mirror_records, mirrorable  # noqa: F401 (mirrorable re-exported)
 
 
 @dataclass(frozen=True)

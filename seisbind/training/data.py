@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from seisbind.training.augment import ZNE, WaveformAugment, mirror_pair, mirrorable
+from seisbind.mirror import ZNE, mirror_records, mirrorable
+from seisbind.training.augment import WaveformAugment, mirror_pair
 
 # Streams of SeedSequence(seed, stream, ...): the sampler's permutations, the pairs' draws, each
 # geology's caption pool, and the other sources of a pair's views.
@@ -171,9 +172,10 @@ class PairDataset(Dataset):
         self.min_stations, self.max_stations = min_stations, max_stations
         self.mirror_prob = float(mirror_prob)
         self.station_drop_prob = float(station_drop_prob)
-        # The channels the mirror flips, None when it is off: read only when mirroring is asked, since
-        # a row read decodes the whole record (1.4 MB for OpenFWI).
-        self.mirror_channels = rows[0].get("channels", ZNE) if self.mirror_prob > 0 and len(rows) else None
+        from seisbind.data.dataset import record_channels
+
+        # The channels the mirror flips, None when it is off.
+        self.mirror_channels = record_channels(rows, ZNE) if self.mirror_prob > 0 and len(rows) else None
         if self.mirror_channels is not None and not mirrorable(self.mirror_channels):
             raise ValueError(f"mirroring needs ZNE records (2-D P-SV) or one channel a shot; these rows hold "
                              f"channels {self.mirror_channels!r}: set mirror_prob=0")
@@ -217,7 +219,7 @@ class PairDataset(Dataset):
                        for i in view_rng.permutation(len(others))[: self.sources_per_pair - 1]]  # fmt: skip
         if mirror:
             # Stations reversed onto the same (symmetric) positions: see mirror_pair.
-            records = [mirror_pair(image, r, self.mirror_channels)[1] for r in records]
+            records = [mirror_records(r, self.mirror_channels) for r in records]
             image, record = mirror_pair(image, record, self.mirror_channels)
         if self.augment is not None:
             record = self.augment(record, rng)
