@@ -350,3 +350,8 @@ def test_the_bar_mirrors_its_pairs_and_embeds_mirror_averaged_as_the_model_can()
         np.testing.assert_allclose(a, b, atol=1e-5)
     with pytest.raises(ValueError, match="mirror_prob must be in"):
         GatherCNNBaseline(mirror_prob=1.5)
+    # records whose channels have no known mirror are refused before training, by the split's column
+    foreign = train.add_column("channels", ["HHZ,HHN,HHE"] * len(train))
+    with pytest.raises(ValueError, match="channels 'HHZ,HHN,HHE': set mirror_prob=0"):
+        GatherCNNBaseline(steps=1, mirror_prob=0.5).fit(foreign)
+    GatherCNNBaseline(steps=1).fit(foreign)  # no mirror asked: the channels do not matter
