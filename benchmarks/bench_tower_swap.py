@@ -52,9 +52,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=400.0, help="wall-time budget of the training")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out-json", help="write the figures as JSON here")
+    parser.add_argument("overrides", nargs="*", help="train config overrides, key=value (as train_contrastive.py takes "
+                        "them), e.g. model_overrides.waveform.input_norm=record_log")
     args = parser.parse_args()
 
-    config = load_config(args.config, [])
+    config = load_config(args.config, args.overrides)
     overrides = {k: v for k, v in config.model_overrides.items() if k != "mirror_average"}  # one embedding an item
 
     def tower(modality: str) -> _Encode:

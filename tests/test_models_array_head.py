@@ -16,15 +16,19 @@ from seisbind.models.preprocess import neighbour_index, relative_log_amplitude
 TIME_TOKENS_300 = 37
 
 
-@pytest.fixture(scope="module", params=[(0, 1, 0), (1, 1, 0), (1, 2, 0), (1, 2, TIME_TOKENS_300)],
-                ids=["alone", "with-neighbours", "strided", "strided-time-pool"])
+@pytest.fixture(scope="module", params=[(0, 1, 0, False), (1, 1, 0, False), (1, 2, 0, False),
+                                        (1, 2, TIME_TOKENS_300, False), (0, 1, 0, True)],
+                ids=["alone", "with-neighbours", "strided", "strided-time-pool", "array-stem"])
 def tiny(request):
     """The array tower, its trunk reading each station alone or beside one neighbour on each side,
     and encoding every station or every other one past the first convolution; pooled by attention
-    or, with time tokens, by the stations' mean at each time token."""
+    or, with time tokens, by the stations' mean at each time token; or with the array stem (a CNN
+    over stations x time) beside the trunk."""
     torch.manual_seed(0)
-    neighbours, stride, time_tokens = request.param
+    neighbours, stride, time_tokens, stem = request.param
     pool = {"array_pool": "time", "array_time_tokens": time_tokens} if time_tokens else {}
+    if stem:
+        pool.update(array_stem=[8, 16], array_stem_strides=[2, 2])
     model = create_model("tiny", waveform={"head": "array", "neighbour_stations": neighbours,
                                            "station_stride": stride, **pool}).eval()
     assert type(model.heads["waveform"]).__name__ == "ArrayHead"

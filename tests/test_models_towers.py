@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -193,6 +194,25 @@ def test_waveform_normalisation_per_channel_and_dead_channels():
     assert torch.equal(y[0, 1, 0], y[0, 1, 1])  # the dead channel copies the first live one
     assert not torch.equal(y[0, 1, 1], y[0, 1, 2])
     assert torch.equal(y[0, 2], torch.zeros(3, 500))
+
+
+def test_record_log_input_scales_the_whole_record_by_its_peak_and_compresses_it():
+    """``input_norm: record_log``: the trunk reads the record divided by one number and
+    log-compressed, so one station 10x louder stays louder; absent stations are zeros."""
+    model = create_model("tiny", waveform={"input_norm": "record_log"})
+    x = _wave(batch=2, stations=3, samples=500, seed=7) * 1e-9
+    x[:, 1] *= 10.0
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0]], dtype=torch.bool)
+    trunk = model.preprocessors["waveform"](x, mask)["trunk"]["waveforms"]
+    peak = torch.stack([x[0].abs().max(), x[1, :2].abs().max()])[:, None, None, None]
+    by_hand = torch.sign(x) * torch.log1p((x / peak).abs() / 0.01) / math.log1p(100.0)
+    assert torch.allclose(trunk[0], by_hand[0], atol=1e-5) and torch.allclose(trunk[1, :2], by_hand[1, :2], atol=1e-5)
+    assert not trunk[1, 2].any() and trunk.abs().max() <= 1.0 + 1e-6
+    assert trunk[:, 1].abs().mean() > 2 * trunk[:, 0].abs().mean()  # the loud station reads louder
+    again = model.preprocessors["waveform"](x * 3e6, mask)["trunk"]["waveforms"]
+    assert torch.allclose(trunk, again, atol=1e-5)  # one gain for the whole record changes nothing
+    with pytest.raises(ValueError, match="input_norm must be one of"):
+        create_model("tiny", waveform={"input_norm": "trace"})
 
 
 def test_constant_offset_does_not_change_the_embedding(tiny):

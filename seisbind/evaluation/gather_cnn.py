@@ -43,10 +43,8 @@ from torch import nn
 
 from seisbind.data.dataset import StoredRows, load_paired, record_channels
 from seisbind.mirror import channels_for, mirror_images, mirror_records, mirrorable
-from seisbind.models.preprocess import normalize_images
+from seisbind.models.preprocess import COMPRESSION_EPS, compress_records, normalize_images
 
-COMPRESSION_EPS = 1e-2  # eps of the log compression, as a fraction of the record's peak
-PEAK_FLOOR = 1e-30  # an all-zero record stays zero instead of dividing by zero
 EMBED_DIM = 128
 # Waveform tower: (out channels, kernel (stations, time), stride (stations, time)) per block. The
 # first block decimates time 8x at full station resolution: the simulated records are sampled
@@ -59,32 +57,11 @@ WAVE_BLOCKS = ((24, (3, 9), (1, 8)), (64, (3, 5), (2, 4)), (128, (3, 3), (2, 2))
 IMAGE_BLOCKS = ((32, (3, 3), (2, 2)), (64, (3, 3), (2, 2)), (128, (3, 3), (2, 2)), (192, (3, 3), (2, 2)))
 
 
-def record_scale(records: torch.Tensor) -> torch.Tensor:
-    """The one number each record is divided by: its peak |x| over stations, channels and time.
-
-    ``records`` is (..., stations, channels, time); the result has shape (..., 1, 1, 1)."""
-    return records.abs().amax(dim=(-3, -2, -1), keepdim=True).clamp_min(PEAK_FLOOR)
-
-
-def compress(x: torch.Tensor, eps: float = COMPRESSION_EPS) -> torch.Tensor:
-    """``sign(x) log1p(|x| / eps) / log1p(1 / eps)``: [-1, 1] to [-1, 1], small values lifted."""
-    return torch.sign(x) * torch.log1p(x.abs() / eps) / math.log1p(1.0 / eps)
-
-
-@torch.no_grad()
 def preprocess_records(records: torch.Tensor, eps: float = COMPRESSION_EPS) -> torch.Tensor:
-    """(B, stations, channels, time) records in any unit -> (B, channels, stations, time) CNN input.
-
-    One scale per record (its peak), then the log compression (see the module doc): scaling the
-    whole record changes nothing, scaling one station relative to the others does. Written as a
-    few in-place passes over one copy (the caller's tensor is never modified): on 70 x 5 x 1000
-    records the plain expression cost as much as the waveform CNN's forward pass."""
-    x = records.transpose(1, 2).to(torch.float32).clone(memory_format=torch.contiguous_format)
-    lo, hi = torch.aminmax(x.flatten(1), dim=1)
-    peak = torch.maximum(-lo, hi).clamp_min(PEAK_FLOOR)
-    x.mul_((1.0 / (peak * eps)).view(-1, 1, 1, 1))  # peak -> 1 / eps
-    y = x.abs().log1p_()
-    return y.copysign_(x).mul_(1.0 / math.log1p(1.0 / eps))
+    """(B, stations, channels, time) records in any unit -> (B, channels, stations, time) CNN input:
+    one scale per record (its peak), then the log compression (see the module doc and
+    :func:`seisbind.models.preprocess.compress_records`, which the towers' ``record_log`` input uses too)."""
+    return compress_records(records, eps, channels_first=True)
 
 
 def _groups(channels: int) -> int:

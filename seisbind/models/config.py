@@ -21,6 +21,7 @@ IMAGE_NORMALIZATIONS = ("per_image", "fixed")
 IMAGE_POOLS = ("token", "avg", "depth")
 WAVEFORM_HEADS = ("array", "station_pool")
 ARRAY_POOLS = ("attention", "time")  # the array head's final pool (see array_head.py)
+WAVEFORM_INPUT_NORMS = ("channel", "record_log")  # how records are scaled for the trunk (preprocess.py)
 
 
 def _from_dict(cls, data: dict[str, Any], section: str):
@@ -196,9 +197,22 @@ class WaveformTowerConfig:
     # neighbour_stations >= s - 1 every trace still reaches the embedding, and the trunk's later
     # layers and the array head run on 1/s of the stations. See ``preprocess.strided_stations``.
     station_stride: int = 1
+    # How a record is scaled before the trunk. "channel": SeisLM's own, each channel demeaned and
+    # divided by its standard deviation (what SeisLM checkpoints were trained on). "record_log":
+    # the whole record divided by one number, its peak, then ``sign(x) log1p(|x| / eps)``
+    # compressed (eps 1 % of the peak): stations keep their amplitudes relative to each other
+    # inside the waveform, and weak late arrivals are lifted (preprocess.compress_records).
+    input_norm: str = "channel"
+    # The array stem (array_stem.py): a 2-D CNN over (stations, time) of the whole record beside
+    # the trunk, its blocks' output channels and time strides; its output is added to the trunk's
+    # tokens. Empty: none (the trunk alone, as SeisLM).
+    array_stem: list[int] = field(default_factory=list)
+    array_stem_strides: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         sec = "waveform tower"
+        if self.input_norm not in WAVEFORM_INPUT_NORMS:
+            raise ValueError(f"{sec} config: input_norm must be one of {WAVEFORM_INPUT_NORMS}; got {self.input_norm!r}")
         if not isinstance(self.neighbour_stations, int) or self.neighbour_stations < 0:
             raise ValueError(f"{sec} config: neighbour_stations must be an integer >= 0; got {self.neighbour_stations!r}")
         if not isinstance(self.station_stride, int) or self.station_stride < 1:
@@ -207,6 +221,14 @@ class WaveformTowerConfig:
             raise ValueError(f"{sec} config: station_stride {self.station_stride} needs head: array and "
                              f"neighbour_stations >= {self.station_stride - 1} (so that every station is read); got "
                              f"head {self.head!r}, neighbour_stations {self.neighbour_stations}")
+        self.array_stem = [int(v) for v in self.array_stem]
+        self.array_stem_strides = [int(v) for v in self.array_stem_strides]
+        if len(self.array_stem) != len(self.array_stem_strides) or any(v < 1 for v in self.array_stem + self.array_stem_strides):
+            raise ValueError(f"{sec} config: array_stem and array_stem_strides must be lists of positive integers of "
+                             f"the same length; got {self.array_stem}, {self.array_stem_strides}")
+        if self.array_stem and self.station_stride > 1:
+            raise ValueError(f"{sec} config: the array stem reads every station, so it needs station_stride 1; got "
+                             f"{self.station_stride}")
         if self.head not in WAVEFORM_HEADS:
             raise ValueError(f"{sec} config: head must be one of {WAVEFORM_HEADS}; got {self.head!r}")
         if self.head == "array":

@@ -192,6 +192,10 @@ class WaveformTrunk(nn.Module):
         super().__init__()
         self.tower_config = config
         self.wav2vec2 = MultiChannelWav2Vec2Model(hf_config(config))
+        if config.array_stem:
+            from seisbind.models.array_stem import ArrayStem
+
+            self.array_stem = ArrayStem(config.in_chans, config.array_stem, config.array_stem_strides, config.hidden_size)
 
     @property
     def width(self) -> int:
@@ -200,13 +204,25 @@ class WaveformTrunk(nn.Module):
 
     def forward(self, waveforms: torch.Tensor, station_mask: torch.Tensor,
                 neighbours: torch.Tensor | None = None, encoded_index: torch.Tensor | None = None,
-                encoded_valid: torch.Tensor | None = None) -> torch.Tensor:
+                encoded_valid: torch.Tensor | None = None, array_record: torch.Tensor | None = None,
+                station_x_m: torch.Tensor | None = None) -> torch.Tensor:
         """``neighbours`` (batch, stations, 2 k): the station indices whose channels the first
         convolution reads beside each station's own (``preprocess.neighbour_index``); always
         present stations. ``encoded_index``, ``encoded_valid`` (batch, k): with
         ``station_stride``, the present stations whose frames come out, packed
         (``preprocess.compact_stations``): the output is then (batch, k, frames, hidden), zeros
-        where not valid, and the other stations are read only as neighbours."""
+        where not valid, and the other stations are read only as neighbours. ``array_record``
+        (batch, stations, channels, time), the record compressed as a whole, and ``station_x_m``:
+        the array stem's input, exactly when the config has a stem; its output is added to the frames."""
+        if (array_record is None) != (not self.tower_config.array_stem):
+            raise ValueError("this trunk has an array stem exactly when array_stem is configured: pass array_record "
+                             "then (WaveformPreprocessor gives it)")
+        frames = self._trunk_frames(waveforms, station_mask, neighbours, encoded_index, encoded_valid)
+        if array_record is None:
+            return frames
+        return frames + self.array_stem(array_record, station_mask, station_x_m, frames.shape[2]).to(frames.dtype)
+
+    def _trunk_frames(self, waveforms, station_mask, neighbours, encoded_index, encoded_valid) -> torch.Tensor:
         if (neighbours is None) != (self.tower_config.neighbour_stations == 0):
             raise ValueError(f"this trunk reads {self.tower_config.neighbour_stations} neighbour stations a side: pass "
                              "neighbours exactly when that is > 0 (WaveformPreprocessor gives them)")
@@ -245,7 +261,9 @@ class WaveformTrunk(nn.Module):
         layers = self.wav2vec2.encoder.layers
         if not 0 <= blocks <= len(layers):
             raise ValueError(f"unlocked_blocks for the waveform trunk must be in [0, {len(layers)}]; got {blocks}")
-        return [*layers[len(layers) - blocks:], self.wav2vec2.encoder.layer_norm] if blocks else []
+        # The array stem is not SeisLM's: nothing pretrained to keep, so it always trains.
+        stem = [self.array_stem] if self.tower_config.array_stem else []
+        return stem + ([*layers[len(layers) - blocks:], self.wav2vec2.encoder.layer_norm] if blocks else [])
 
     def load_seislm_checkpoint(
         self, path: str | os.PathLike, adapt_channels: bool = True, extra_inert_globals: Iterable[str] = ()
