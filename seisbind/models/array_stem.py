@@ -49,7 +49,7 @@ class ArrayStem(nn.Module):
     """(batch, stations, channels, time) compressed records -> (batch, stations, frames, width).
 
     ``dims`` and ``time_strides`` give each block's output channels and time stride; each block is
-    Conv2d (kernel 3 stations x 2 s + 1 samples, stride 1 x s), GroupNorm over the present
+    Conv2d (kernel 3 stations x s + 1 samples, stride 1 x s), GroupNorm over the present
     stations, GELU; absent stations are zeros between blocks, as the convolution's padding is, so
     padding a record with masked stations changes nothing.
     """
@@ -61,7 +61,10 @@ class ArrayStem(nn.Module):
                              f"{time_strides}")
         convs, norms, c = [], [], channels
         for out, stride in zip(dims, time_strides, strict=True):
-            convs.append(nn.Conv2d(c, out, (3, 2 * stride + 1), (1, stride), (1, stride), bias=False))
+            # s + 1 samples a step of s: each window overlaps the next by one sample, as the gather
+            # CNN's (9 for 8, 5 for 4); 2 s + 1 cost twice the arithmetic for no clear gain
+            # (benchmarks/RESULTS.md, "the array stem").
+            convs.append(nn.Conv2d(c, out, (3, stride + 1), (1, stride), (1, stride // 2), bias=False))
             norms.append(nn.GroupNorm(math.gcd(8, out), out))
             c = out
         self.convs, self.norms = nn.ModuleList(convs), nn.ModuleList(norms)
