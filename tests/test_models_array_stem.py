@@ -100,10 +100,41 @@ def test_the_tower_with_a_stem_loads_seislm_into_its_trunk_and_adds_the_stem_to_
     assert not any(p.requires_grad for p in stemmed.trunks["waveform"].wav2vec2.parameters())
 
 
+def test_a_tower_without_the_seislm_trunk_is_the_stem_alone_and_refuses_seislm(tmp_path):
+    torch.manual_seed(0)
+    alone = create_model("tiny", waveform={**STEM, "seislm_trunk": False}).eval()
+    trunk = alone.trunks["waveform"]
+    assert not hasattr(trunk, "wav2vec2")
+    x = torch.randn(2, 5, 3, 300)
+    with torch.no_grad():
+        inputs = alone.preprocessors["waveform"](x)["trunk"]
+        tokens = trunk(**inputs)
+        # the trunk's grid of frames: two kernel-3 stride-2 convolutions, 300 -> 149 -> 74
+        assert tokens.shape == (2, 5, 74, trunk.width)
+        assert torch.equal(tokens, trunk.array_stem(inputs["array_record"], inputs["station_mask"], None, 74))
+    alone.save_pretrained(tmp_path / "m")
+    again = type(alone).from_pretrained(tmp_path / "m").eval()
+    assert again.config.waveform.seislm_trunk is False
+    with torch.no_grad():
+        assert torch.allclose(again.encode_waveform(x), alone.encode_waveform(x), atol=1e-6)
+    cfg = seislm_hf_config()
+    weights, _ = seislm_encoder_weights(cfg, in_chans=3)
+    write_seislm_checkpoint(tmp_path / "s.ckpt", weights, cfg)
+    with pytest.raises(ValueError, match="no SeisLM trunk"):
+        alone.load_tower_checkpoint("waveform", tmp_path / "s.ckpt")
+    with pytest.raises(ValueError, match="no SeisLM trunk"):
+        alone.lock_tower("waveform", 1)
+    alone.lock_tower("waveform", 0)  # the stem is all there is, and it trains
+    assert all(p.requires_grad for p in trunk.parameters())
+
+
 @pytest.mark.parametrize("bad, match", [
     ({"array_stem": [8], "array_stem_strides": []}, "same length"),
     ({"array_stem": [8, 0], "array_stem_strides": [2, 2]}, "positive integers"),
     ({"array_stem": [8], "array_stem_strides": [2], "neighbour_stations": 1, "station_stride": 2}, "station_stride 1"),
+    ({"seislm_trunk": False}, "the array stem is the tower"),
+    ({"array_stem": [8], "array_stem_strides": [2], "seislm_trunk": False, "neighbour_stations": 1}, "neighbour_stations 0"),
+    ({"array_stem": [8], "array_stem_strides": [2], "seislm_trunk": "no"}, "true or false"),
 ])
 def test_bad_stem_configs_are_refused(bad, match):
     with pytest.raises(ValueError, match=match):

@@ -208,6 +208,10 @@ class WaveformTowerConfig:
     # tokens. Empty: none (the trunk alone, as SeisLM).
     array_stem: list[int] = field(default_factory=list)
     array_stem_strides: list[int] = field(default_factory=list)
+    # False: no SeisLM trunk; the array stem's tokens alone, on the grid of frames the trunk's
+    # convolutions would give, feed the head (no SeisLM checkpoint to load). On the quake
+    # quickstart's CPU budget the trunk cost more steps than it gave (benchmarks/RESULTS.md).
+    seislm_trunk: bool = True
 
     def __post_init__(self) -> None:
         sec = "waveform tower"
@@ -226,6 +230,12 @@ class WaveformTowerConfig:
         if len(self.array_stem) != len(self.array_stem_strides) or any(v < 1 for v in self.array_stem + self.array_stem_strides):
             raise ValueError(f"{sec} config: array_stem and array_stem_strides must be lists of positive integers of "
                              f"the same length; got {self.array_stem}, {self.array_stem_strides}")
+        if not isinstance(self.seislm_trunk, bool):
+            raise ValueError(f"{sec} config: seislm_trunk must be true or false; got {self.seislm_trunk!r}")
+        if not self.seislm_trunk and (not self.array_stem or self.neighbour_stations):
+            raise ValueError(f"{sec} config: without the SeisLM trunk (seislm_trunk: false) the array stem is the "
+                             f"tower: set array_stem, and neighbour_stations 0; got array_stem {self.array_stem}, "
+                             f"neighbour_stations {self.neighbour_stations}")
         if self.array_stem and self.station_stride > 1:
             raise ValueError(f"{sec} config: the array stem reads every station, so it needs station_stride 1; got "
                              f"{self.station_stride}")

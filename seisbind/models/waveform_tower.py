@@ -191,7 +191,8 @@ class WaveformTrunk(nn.Module):
     def __init__(self, config: WaveformTowerConfig) -> None:
         super().__init__()
         self.tower_config = config
-        self.wav2vec2 = MultiChannelWav2Vec2Model(hf_config(config))
+        if config.seislm_trunk:
+            self.wav2vec2 = MultiChannelWav2Vec2Model(hf_config(config))
         if config.array_stem:
             from seisbind.models.array_stem import ArrayStem
 
@@ -217,6 +218,11 @@ class WaveformTrunk(nn.Module):
         if (array_record is None) != (not self.tower_config.array_stem):
             raise ValueError("this trunk has an array stem exactly when array_stem is configured: pass array_record "
                              "then (WaveformPreprocessor gives it)")
+        if not self.tower_config.seislm_trunk:  # the stem alone, on the trunk's grid of frames
+            frames = waveforms.shape[-1]
+            for kernel, stride in zip(self.tower_config.conv_kernel, self.tower_config.conv_stride, strict=True):
+                frames = (frames - kernel) // stride + 1
+            return self.array_stem(array_record, station_mask, station_x_m, frames)
         frames = self._trunk_frames(waveforms, station_mask, neighbours, encoded_index, encoded_valid)
         if array_record is None:
             return frames
@@ -258,6 +264,11 @@ class WaveformTrunk(nn.Module):
 
     def trainable_tail(self, blocks: int) -> list[nn.Module]:
         """The last ``blocks`` transformer layers and the final encoder norm."""
+        if not self.tower_config.seislm_trunk:
+            if blocks:
+                raise ValueError("this waveform tower has no SeisLM trunk (seislm_trunk: false): lock it with 0 "
+                                 f"unlocked blocks; got {blocks}")
+            return [self.array_stem]
         layers = self.wav2vec2.encoder.layers
         if not 0 <= blocks <= len(layers):
             raise ValueError(f"unlocked_blocks for the waveform trunk must be in [0, {len(layers)}]; got {blocks}")
@@ -269,5 +280,8 @@ class WaveformTrunk(nn.Module):
         self, path: str | os.PathLike, adapt_channels: bool = True, extra_inert_globals: Iterable[str] = ()
     ) -> LoadReport:
         """Load a SeisLM Lightning checkpoint (``.ckpt``) from a local file."""
+        if not self.tower_config.seislm_trunk:
+            raise ValueError(f"{os.fspath(path)}: this waveform tower has no SeisLM trunk (seislm_trunk: false), so a "
+                             "SeisLM checkpoint has nowhere to go; build the tower with seislm_trunk: true")
         return import_seislm_checkpoint(self.wav2vec2, path, adapt_channels, extra_inert_globals=extra_inert_globals,
                                         own_channels=self.tower_config.in_chans)
