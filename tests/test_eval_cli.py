@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from seisbind.data.dataset import load_paired
@@ -82,6 +83,10 @@ def test_eval_cli_writes_json_tables_and_plots(tmp_path):
     assert set(results["zero_shot"]["trained"]) == {"family", "fault_present"}
     for plot in results["plots"]:
         assert Path(plot).read_bytes()[:4] == b"\x89PNG"
+    # the memorisation check: the same model on as many training geologies as the test split has
+    seen = results["training_geologies"]["waveform_to_image"]
+    assert seen["gallery_size"] == min(n_test, results["geologies"]["train"]) and seen["queries"] == n_wave
+    assert f"memorisation check, the trained model on {n_test} of its training geologies" in proc.stdout
     assert "| seisbind (trained) |" in proc.stdout and "| gather CNN |" in proc.stdout  # the markdown table
     assert "gather CNN: budget 2 steps; trained 2 steps" in proc.stdout
 
@@ -106,3 +111,24 @@ def test_embed_split_gives_one_unit_embedding_per_image_and_per_source(tmp_path)
     assert emb.waveform.shape[0] == emb.image.shape[0] * TINY_QUAKE["sources_per_geology"]
     np.testing.assert_allclose(np.linalg.norm(emb.waveform, axis=1), 1.0, atol=1e-5)
     assert emb.positives().sum() == emb.waveform.shape[0]  # each waveform has exactly one image
+
+
+def test_first_geologies_keeps_each_waveform_with_its_own_image():
+    from seisbind.evaluation.embed import SplitEmbeddings
+    from seisbind.evaluation.metrics import retrieval_report
+
+    rng = np.random.default_rng(0)
+    image = rng.standard_normal((5, 4))
+    image /= np.linalg.norm(image, axis=1, keepdims=True)  # unit rows, as embeddings are
+    geology = np.repeat(np.arange(5), 2)  # two sources a geology
+    waveform = image[geology] + 0.01 * rng.standard_normal((10, 4))  # each near its own image
+    emb = SplitEmbeddings(image, waveform, geology, {"family": np.arange(5)}, {"family": geology})
+    first = emb.first_geologies(3)
+    assert first.image.shape == (3, 4) and first.waveform.shape == (6, 4)
+    assert (first.waveform_geology == [0, 0, 1, 1, 2, 2]).all() and (first.waveform_labels["family"] == first.waveform_geology).all()
+    np.testing.assert_array_equal(first.waveform, waveform[:6])
+    report = retrieval_report(first.waveform @ first.image.T, first.positives())
+    assert report["gallery_size"] == 3 and report["recall@1"] == 1.0
+    assert emb.first_geologies(99).image.shape == (5, 4)  # all of them when fewer
+    with pytest.raises(ValueError, match="at least one geology"):
+        emb.first_geologies(0)

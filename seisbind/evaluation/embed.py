@@ -29,6 +29,20 @@ class SplitEmbeddings:
         """(waveforms, images) True where the waveform was recorded through that image's geology."""
         return self.waveform_geology[:, None] == np.arange(len(self.image))[None, :]
 
+    def first_geologies(self, n: int) -> SplitEmbeddings:
+        """The first ``n`` geologies (all of them when fewer): their images, their waveforms and labels."""
+        if n < 1:
+            raise ValueError(f"need at least one geology; got n={n}")
+        n = min(n, len(self.image))
+        keep = self.waveform_geology < n
+        return SplitEmbeddings(
+            image=self.image[:n],
+            waveform=self.waveform[keep],
+            waveform_geology=self.waveform_geology[keep],
+            image_labels={k: v[:n] for k, v in self.image_labels.items()},
+            waveform_labels={k: v[keep] for k, v in self.waveform_labels.items()},
+        )
+
 
 def iterate_items(dataset, batch_size: int):
     """Rows of a split in batches: (images (B,1,H,W), waveforms list of (S,K,C,T) in m/s, rows),

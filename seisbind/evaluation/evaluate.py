@@ -255,6 +255,7 @@ def _evaluate_here(model, before, data, split, stages, clock, *, baseline_steps,
         gather_sim, gather_info = gather.similarity(data[split]), gather.fit_info
         lap("gather CNN")
 
+    seen = after_emb["train"].first_geologies(len(test.image))
     results = {
         "split": split,
         "geologies": {s: len(ds) for s, ds in data.items()},
@@ -270,6 +271,10 @@ def _evaluate_here(model, before, data, split, stages, clock, *, baseline_steps,
             "both towers concatenated, trained": run_probes(after_emb, "concat", split),
         },
         "baseline_steps": baseline_steps,
+        # The memorisation check: the trained model on as many *training* geologies as the split
+        # has, so that the gallery is the same size. Far above the split's figures, the model has
+        # learnt its training set more than the mapping (more geologies, not more steps, then help).
+        "training_geologies": retrieval_both_ways(seen.waveform @ seen.image.T, seen.positives()),
     }
     lap("zero-shot and probes")
     if ModalityType.TEXT in model.modalities:
@@ -323,6 +328,12 @@ def markdown_tables(results: dict) -> str:
             f"| {name} | {w['recall@1']:.3f} | {w['recall@5']:.3f} | {w['recall@10']:.3f} | {w['median_rank']:.1f} | "
             f"{i['recall@1']:.3f} | {i['mAP']:.3f} | {w['gallery_size']} |"
         )
+    seen = results.get("training_geologies")
+    if seen:
+        w = seen["waveform_to_image"]
+        lines += ["", f"memorisation check, the trained model on {w['gallery_size']} of its training geologies: w->i "
+                  f"R@1 {w['recall@1']:.3f}, R@10 {w['recall@10']:.3f}, median rank {w['median_rank']:.1f} (a gap to "
+                  f"the {results['split']} figures above is what it learnt of those geologies alone)"]
     gather = results.get("gather_cnn")
     if gather:
         lines += ["", f"{GATHER_CNN}: budget {describe_budget(gather['budget'])}; trained {gather['steps']} steps "
