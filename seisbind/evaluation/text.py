@@ -5,12 +5,9 @@ is therefore ImageBind's emergent link:
 
 * **waveform -> text zero-shot**: each class (family, fault present, NEHRP site class) is the mean
   of its prompts' text embeddings (CLIP's prompt ensembles, :mod:`seisbind.data.captions`), and a
-  waveform takes the class whose text it is nearest. A second emergent row goes through the images
-  as ImageBind's link does: the prompts label the train images (no image label is read) and each
-  class is the mean of the images its prompts picked out
-  (:func:`seisbind.evaluation.zeroshot.bank_prototypes`). Beside them, in the same run: the
-  image-prototype zero-shot (class means of the train images' embeddings, from their labels) and a
-  supervised linear probe on the waveform embeddings, the bar that uses labels;
+  waveform takes the class whose text it is nearest. Beside it, in the same run: the image-prototype
+  zero-shot (class means of the train images' embeddings) and a supervised linear probe on the
+  waveform embeddings, the bar that uses labels;
 * **text -> image and text -> waveform retrieval**: one caption per geology of the evaluated split
   (geologies training never saw, so captions it never saw), ranked against the split's images and
   waveforms with :mod:`seisbind.evaluation.metrics`; once in the training bank's phrasings and
@@ -25,7 +22,7 @@ import numpy as np
 import torch
 
 from seisbind.evaluation.metrics import classification_report, retrieval_report
-from seisbind.evaluation.zeroshot import bank_prototypes, class_prototypes, l2_normalize, zero_shot_predict
+from seisbind.evaluation.zeroshot import class_prototypes, l2_normalize, zero_shot_predict
 
 TASKS = ("family", "fault_present", "site_class")
 _CAPTION_SEED_STREAM = 7  # SeedSequence(seed, 7, geology): held-out query captions
@@ -68,8 +65,7 @@ def task_prompts(task: str, classes) -> dict:
 
 
 def emergent_zero_shot(model, emb: dict, split: str) -> dict:
-    """Per task: waveform->text prompts (emergent), directly and through the unlabelled train images,
-    image->text prompts (the bound pair),
+    """Per task: waveform->text prompts (emergent), image->text prompts (the bound pair),
     image-prototype zero-shot and a linear probe on waveforms, with the chance level."""
     from seisbind.evaluation.probes import linear_probe_classification
 
@@ -86,8 +82,6 @@ def emergent_zero_shot(model, emb: dict, split: str) -> dict:
         y = test_w[task]
         row = {
             "waveform -> text prompts (emergent)": classification_report(y, zero_shot_predict(emb[split].waveform, classes, text_protos)),
-            "waveform -> text prompts through the train images (emergent)": classification_report(
-                y, zero_shot_predict(emb[split].waveform, classes, bank_prototypes(emb["train"].image, classes, text_protos))),
             "image -> text prompts": classification_report(test_i[task], zero_shot_predict(emb[split].image, classes, text_protos)),
         }  # fmt: skip
         img_classes, img_protos = class_prototypes(emb["train"].image, train_labels[task])
