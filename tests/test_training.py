@@ -640,3 +640,52 @@ def test_mirroring_is_refused_for_channels_it_does_not_know_how_to_mirror():
     assert PairDataset(rows, seed=0, min_stations=1, max_stations=1, mirror_prob=0.0).mirror_channels is None
     shots = datasets.Dataset.from_dict({"channels": ["shot0,shot1,shot2"], "geology_id": [0]})
     assert PairDataset(shots, seed=0, min_stations=1, max_stations=1, mirror_prob=0.5).mirror_channels == "shot0,shot1,shot2"
+
+
+def test_the_weight_average_follows_its_warmed_up_decay():
+    """After steps 1, 2, 3 with weights w1, w2, w3 the average is w1 (step 1 copies), then
+    d avg + (1 - d) w with d = min(decay, 1 - (1 + (step - 1)) ** -0.75); the model's own weights
+    are untouched and the average holds no gradient."""
+    from seisbind.training.ema import ema_model
+
+    net = torch.nn.Linear(2, 1)
+    ema = ema_model(net, 0.5)
+    expected = None
+    for step, value in enumerate((1.0, 3.0, -2.0), start=1):
+        with torch.no_grad():
+            net.weight.fill_(value)
+        ema.update(net, step=step)
+        d = min(0.5, 1 - (1 + (step - 1)) ** -0.75) if step > 1 else 0.0
+        expected = value if expected is None else d * expected + (1 - d) * value
+        assert torch.allclose(ema.module.weight, torch.full((1, 2), expected))
+        assert torch.equal(net.weight, torch.full((1, 2), value))
+    # by hand: step 2 decays by 1 - 2 ** -0.75 = 0.4054 (below the cap), step 3 by the cap 0.5
+    assert float(ema.module.weight[0, 0]) == pytest.approx(0.5 * (0.4054 * 1.0 + 0.5946 * 3.0) + 0.5 * -2.0, abs=1e-3)
+    assert not any(p.requires_grad for p in ema.module.parameters())
+    with pytest.raises(ValueError, match=r"ema decay must be in \(0, 1\)"):
+        ema_model(net, 1.0)
+    with pytest.raises(ValueError, match=r"ema_decay must be in \[0, 1\)"):
+        TrainConfig(data="x", ema_decay=-0.1)
+
+
+def test_an_averaged_run_saves_its_average_and_resumes_it_exactly(tiny_data, tmp_path):
+    """ema_decay: best-model and final-model hold the average, not the last weights; a run resumed
+    from its step-2 checkpoint (which holds the average, in safetensors) ends with the same average."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    kw = dict(max_steps=4, save_every=2, eval_every=2, ema_decay=0.5)
+    train(tiny_config(tiny_data, tmp_path / "full", **kw))
+    plain = train(tiny_config(tiny_data, tmp_path / "plain", **{**kw, "ema_decay": 0.0}))
+    assert (tmp_path / "full" / "checkpoints" / "step-00000002" / "ema.safetensors").exists()
+    averaged = load_file(tmp_path / "full" / "final-model" / "model.safetensors")
+    last = load_file(tmp_path / "plain" / "final-model" / "model.safetensors")  # the same run's last weights
+    assert averaged.keys() == last.keys()
+    assert any(not torch.allclose(averaged[k], last[k]) for k in averaged)  # the average is not the last step
+    (tmp_path / "cut" / "checkpoints").mkdir(parents=True)
+    shutil.copytree(tmp_path / "full" / "checkpoints" / "step-00000002", tmp_path / "cut" / "checkpoints" / "step-00000002")
+    train(tiny_config(tiny_data, tmp_path / "cut", resume="latest", **kw))
+    resumed = load_file(tmp_path / "cut" / "final-model" / "model.safetensors")
+    assert all(torch.allclose(averaged[k], resumed[k], rtol=0, atol=1e-6) for k in averaged)
+    assert plain.step == 4
