@@ -82,10 +82,6 @@ class TrainConfig:
     eps: float = 1e-6
     warmup_steps: int = 100
     grad_clip_norm: float = 1.0  # 0 disables clipping
-    # Validate, keep best-model and write final-model from an exponential moving average of the
-    # weights with this decay (seisbind.training.ema; warmed up over the first steps); 0 = the
-    # weights as trained. 0.998 averages over about the last 500 steps.
-    ema_decay: float = 0.0
     gradient_accumulation_steps: int = 1
     mixed_precision: str = "no"  # no, fp16, bf16
     # torch.compile the towers' trunks and heads for training (seisbind.training.compiling); the run
@@ -141,8 +137,6 @@ class TrainConfig:
             raise ValueError(f"train config: sources_per_pair must be an integer >= 1; got {self.sources_per_pair!r}")
         if not 0.0 <= self.station_drop_prob <= 1.0:
             raise ValueError(f"train config: station_drop_prob must be in [0, 1]; got {self.station_drop_prob!r}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"train config: ema_decay must be in [0, 1) (0 = off); got {self.ema_decay!r}")
         if not 0.0 <= self.mirror_prob <= 1.0:
             raise ValueError(f"train config: mirror_prob must be in [0, 1]; got {self.mirror_prob!r}")
         if self.max_stations < self.min_stations:

@@ -49,7 +49,6 @@ from seisbind.training.checkpointing import (
 from seisbind.training.compiling import compile_towers
 from seisbind.training.config import TrainConfig
 from seisbind.training.data import GlobalBatchSampler, PairDataset, load_rows, make_loader
-from seisbind.training.ema import ema_model, load_ema, save_ema
 from seisbind.training.evaluate import evaluate_retrieval
 from seisbind.training.optim import build_optimizer, build_scheduler
 
@@ -63,7 +62,7 @@ BEST_DIR, FINAL_DIR = "best-model", "final-model"
 _TRAJECTORY_KEYS = ("model", "model_overrides", "data", "seed", "batch_size", "gradient_accumulation_steps",
                     "min_stations", "max_stations", "station_drop_prob", "mirror_prob", "amplitude_scale", "noise_level",
                     "max_time_shift_s", "lr", "weight_decay", "warmup_steps", "max_steps", "time_budget_s", "lock",
-                    "lock_image", "lock_waveform", "captions_per_geology", "compile", "ema_decay")
+                    "lock_image", "lock_waveform", "captions_per_geology", "compile")
 
 
 class TrainingDiverged(RuntimeError):
@@ -285,11 +284,6 @@ def train(config: TrainConfig) -> TrainResult:
     scheduler = build_scheduler(optimizer, config.warmup_steps, config.max_steps)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     core = accelerator.unwrap_model(model)
-    # With ema_decay, the averaged weights are what is validated and saved. Each process keeps the
-    # same average of the same (synchronised) weights; it is made before compiling, so it holds
-    # plain modules.
-    ema = ema_model(core, config.ema_decay) if config.ema_decay else None
-    scored = ema.module if ema is not None else core
     if config.compile:
         problem = compile_towers(core)
         if problem is not None:
@@ -311,11 +305,6 @@ def train(config: TrainConfig) -> TrainResult:
     window_loss, window_steps = 0.0, 0
     if resume_folder is not None:
         _load_state_or_refuse(accelerator, resume_folder)
-        if ema is not None and not load_ema(ema, resume_folder):
-            ema = ema_model(core, config.ema_decay)
-            scored = ema.module
-            log(f"note: {resume_folder} holds no weight average (saved without ema_decay); the average starts "
-                "again from the resumed weights")
         state = read_trainer_state(resume_folder)
         start_step, best_metric, best_step = int(state["step"]), state.get("best_metric"), state.get("best_step")
         window_loss, window_steps = float(state.get("window_loss", 0.0)), int(state.get("window_steps", 0))
@@ -381,8 +370,6 @@ def train(config: TrainConfig) -> TrainResult:
         accelerator.save_state(str(tmp))
         accelerator.wait_for_everyone()  # every process has written its random states
         if main:
-            if ema is not None:
-                save_ema(ema, tmp)
             write_json_atomic(tmp / TRAINER_STATE_NAME, trainer_state(step))
             finalize(tmp, final, step)
             prune(root, config.keep_last, protect=final)
@@ -438,8 +425,6 @@ def train(config: TrainConfig) -> TrainResult:
                 step_loss += value / accum
             scheduler.step()
             core.clamp_logit_scale()
-            if ema is not None:
-                ema.update(core, step=step)
             losses[step], last_loss = step_loss, step_loss
             window_loss += step_loss
             window_steps += 1
@@ -481,7 +466,7 @@ def train(config: TrainConfig) -> TrainResult:
 
             evaluated = (config.eval_every and step % config.eval_every == 0) or step == total_steps
             if evaluated:
-                metrics = evaluate_retrieval(scored, val_rows, accelerator, config.val_batch_size)
+                metrics = evaluate_retrieval(core, val_rows, accelerator, config.val_batch_size)
                 record({f"val/{k}": v for k, v in metrics.items()}, step)
                 if main:
                     bar.write(f"step {step}: validation (waveform -> image) recall@1 {metrics['wave_to_image_r1']:.3f}, "
@@ -489,14 +474,14 @@ def train(config: TrainConfig) -> TrainResult:
                 if best_metric is None or metrics[BEST_METRIC] > best_metric:
                     best_metric, best_step = metrics[BEST_METRIC], step
                     if main:
-                        save_model_atomic(scored, output_dir / BEST_DIR, {"step": step, "metrics": metrics}, card)
+                        save_model_atomic(core, output_dir / BEST_DIR, {"step": step, "metrics": metrics}, card)
                     accelerator.wait_for_everyone()
             if (config.save_every and step % config.save_every == 0) or step == total_steps:
                 last_checkpoint = save_checkpoint(step)
             if evaluated or last_checkpoint is not None and last_checkpoint.name == step_dir_name(step):
                 window_start, rate_steps = time.perf_counter(), 0  # throughput counts training only
         if main:
-            save_model_atomic(scored, output_dir / FINAL_DIR, {"step": total_steps, "metrics": metrics}, card)
+            save_model_atomic(core, output_dir / FINAL_DIR, {"step": total_steps, "metrics": metrics}, card)
         accelerator.wait_for_everyone()
     finally:
         bar.close()
