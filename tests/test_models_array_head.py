@@ -17,18 +17,21 @@ TIME_TOKENS_300 = 37
 
 
 @pytest.fixture(scope="module", params=[(0, 1, 0, False), (1, 1, 0, False), (1, 2, 0, False),
-                                        (1, 2, TIME_TOKENS_300, False), (0, 1, 0, True), (0, 1, 0, "alone")],
-                ids=["alone", "with-neighbours", "strided", "strided-time-pool", "array-stem", "stem-alone"])
+                                        (1, 2, TIME_TOKENS_300, False), (0, 1, 0, True), (0, 1, 0, "alone"), (0, 1, 0, "alone-strided")],
+                ids=["alone", "with-neighbours", "strided", "strided-time-pool", "array-stem", "stem-alone",
+                     "stem-alone-strided"])
 def tiny(request):
     """The array tower, its trunk reading each station alone or beside one neighbour on each side,
     and encoding every station or every other one past the first convolution; pooled by attention
     or, with time tokens, by the stations' mean at each time token; or with the array stem (a CNN
-    over stations x time) beside the trunk, or in its place."""
+    over stations x time) beside the trunk, or in its place, then also striding along the array."""
     torch.manual_seed(0)
     neighbours, stride, time_tokens, stem = request.param
     pool = {"array_pool": "time", "array_time_tokens": time_tokens} if time_tokens else {}
     if stem:
-        pool.update(array_stem=[8, 16], array_stem_strides=[2, 2], seislm_trunk=stem != "alone")
+        pool.update(array_stem=[8, 16], array_stem_strides=[2, 2], seislm_trunk=stem is True)
+        if stem == "alone-strided":
+            pool.update(array_stem_station_strides=[1, 2])
     model = create_model("tiny", waveform={"head": "array", "neighbour_stations": neighbours,
                                            "station_stride": stride, **pool}).eval()
     assert type(model.heads["waveform"]).__name__ == "ArrayHead"

@@ -139,3 +139,63 @@ def test_a_tower_without_the_seislm_trunk_is_the_stem_alone_and_refuses_seislm(t
 def test_bad_stem_configs_are_refused(bad, match):
     with pytest.raises(ValueError, match=match):
         create_model("tiny", waveform={"head": "array", **bad})
+
+
+STRIDED = {**STEM, "seislm_trunk": False, "array_stem_station_strides": [1, 2]}
+
+
+def test_a_station_stride_keeps_every_other_row_each_hearing_its_neighbours():
+    """Blocks of station strides 1 and 2 (kernel 3 each): output row j is centred on rank 2 j and
+    hears ranks 2 j - 2 ... 2 j + 2. Changing the last of 8 stations moves row 3 only; changing
+    the first moves rows 0 and 1 (convolutions without norms, as above)."""
+    torch.manual_seed(0)
+    stem = ArrayStem(3, [8, 16], [2, 2], 32, [1, 2]).eval()
+    x = torch.randn(1, 8, 3, 80)
+    for station, moves in ((7, [False, False, False, True]), (0, [True, True, False, False])):
+        changed = x.clone()
+        changed[:, station] += torch.randn(1, 3, 80)
+        with torch.no_grad():
+            moved = (_plain_blocks(stem, x) - _plain_blocks(stem, changed)).abs().amax(dim=(0, 2, 3))
+        assert moved.shape == (4,) and ((moved > 1e-4) == torch.tensor(moves)).all(), (station, moved)
+
+
+def test_strided_rows_go_to_the_stations_the_head_reads_them_as():
+    """With a station stride the tower's tokens are packed for the stations of rank 0, 2, 4, ...,
+    in the given order (preprocess.compact_stations): the same ground read in reversed station
+    order gives the same tokens, reversed; 7 stations give 4 rows, with a masked 8th too."""
+    torch.manual_seed(0)
+    model = create_model("tiny", waveform=STRIDED).eval()
+    pre, trunk = model.preprocessors["waveform"], model.trunks["waveform"]
+    x, pos = torch.randn(1, 7, 3, 300), torch.linspace(0.0, 600.0, 7)[None]
+    with torch.no_grad():
+        base = trunk(**pre(x, station_x_m=pos)["trunk"])
+        flipped = trunk(**pre(x.flip(1), station_x_m=pos.flip(1))["trunk"])
+        head = pre(x.flip(1), station_x_m=pos.flip(1))["head"]
+        padded = pre(torch.cat([x, torch.randn(1, 1, 3, 300)], 1),
+                     station_mask=torch.tensor([[True] * 7 + [False]]),
+                     station_x_m=torch.cat([pos, torch.tensor([[-50.0]])], 1))
+        again = trunk(**padded["trunk"])
+    assert base.shape[1] == 4 and torch.allclose(flipped, base.flip(1), atol=1e-5)
+    assert torch.equal(head["station_x_m"], torch.tensor([[600.0, 400.0, 200.0, 0.0]]))
+    assert torch.allclose(again, base, atol=1e-5) and padded["head"]["station_mask"].all()
+
+
+def test_a_strided_stem_model_saves_and_loads(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("tiny", waveform=STRIDED).eval()
+    model.save_pretrained(tmp_path / "m")
+    again = type(model).from_pretrained(tmp_path / "m").eval()
+    assert again.config.waveform.array_stem_station_strides == [1, 2]
+    x = torch.randn(2, 9, 3, 300)
+    with torch.no_grad():
+        assert torch.allclose(again.encode_waveform(x), model.encode_waveform(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({**STEM, "array_stem_station_strides": [2]}, "one a stem block"),
+    ({**STEM, "array_stem_station_strides": [1, 0]}, "one a stem block"),
+    ({**STEM, "array_stem_station_strides": [1, 2]}, "seislm_trunk: false"),
+])
+def test_bad_station_strides_are_refused(bad, match):
+    with pytest.raises(ValueError, match=match):
+        create_model("tiny", waveform=bad)

@@ -208,6 +208,11 @@ class WaveformTowerConfig:
     # tokens. Empty: none (the trunk alone, as SeisLM).
     array_stem: list[int] = field(default_factory=list)
     array_stem_strides: list[int] = field(default_factory=list)
+    # Each stem block's stride along the array (empty: 1 for every block), as a gather CNN strides
+    # over stations after its first block has read them all: the head then reads one token row per
+    # prod(strides) stations (ranks 0, s, 2 s, ... along the array). Needs seislm_trunk: false (the
+    # trunk's tokens are per station).
+    array_stem_station_strides: list[int] = field(default_factory=list)
     # False: no SeisLM trunk; the array stem's tokens alone, on the grid of frames the trunk's
     # convolutions would give, feed the head (no SeisLM checkpoint to load). On the quake
     # quickstart's CPU budget the trunk cost more steps than it gave (benchmarks/RESULTS.md).
@@ -230,12 +235,21 @@ class WaveformTowerConfig:
         if len(self.array_stem) != len(self.array_stem_strides) or any(v < 1 for v in self.array_stem + self.array_stem_strides):
             raise ValueError(f"{sec} config: array_stem and array_stem_strides must be lists of positive integers of "
                              f"the same length; got {self.array_stem}, {self.array_stem_strides}")
+        self.array_stem_station_strides = [int(v) for v in self.array_stem_station_strides]
+        if self.array_stem_station_strides and (len(self.array_stem_station_strides) != len(self.array_stem)
+                                                or any(v < 1 for v in self.array_stem_station_strides)):
+            raise ValueError(f"{sec} config: array_stem_station_strides must be empty or positive integers, one a stem "
+                             f"block; got {self.array_stem_station_strides} for array_stem {self.array_stem}")
         if not isinstance(self.seislm_trunk, bool):
             raise ValueError(f"{sec} config: seislm_trunk must be true or false; got {self.seislm_trunk!r}")
         if not self.seislm_trunk and (not self.array_stem or self.neighbour_stations):
             raise ValueError(f"{sec} config: without the SeisLM trunk (seislm_trunk: false) the array stem is the "
                              f"tower: set array_stem, and neighbour_stations 0; got array_stem {self.array_stem}, "
                              f"neighbour_stations {self.neighbour_stations}")
+        if self.stem_station_stride > 1 and (self.seislm_trunk or self.head != "array"):
+            raise ValueError(f"{sec} config: array_stem_station_strides {self.array_stem_station_strides} merge stations, "
+                             f"so they need seislm_trunk: false and head: array (the trunk's tokens are per station); "
+                             f"got seislm_trunk {self.seislm_trunk}, head {self.head!r}")
         if self.array_stem and self.station_stride > 1:
             raise ValueError(f"{sec} config: the array stem reads every station, so it needs station_stride 1; got "
                              f"{self.station_stride}")
@@ -281,6 +295,17 @@ class WaveformTowerConfig:
             field_ += (kernel - 1) * jump
             jump *= stride
         return field_
+
+    @property
+    def stem_station_stride(self) -> int:
+        """Stations a token row of the array stem's output stands for (the product of its station strides)."""
+        return math.prod(self.array_stem_station_strides or [1])
+
+    @property
+    def packed_station_stride(self) -> int:
+        """One token row the head reads per this many stations along the array: the trunk's
+        ``station_stride`` or the stem's station strides (the two never combine)."""
+        return max(self.station_stride, self.stem_station_stride)
 
     @property
     def trunk_channels(self) -> int:

@@ -388,11 +388,13 @@ class WaveformPreprocessor(nn.Module):
         if self.config.head == "array":
             head["station_x_m"] = positions
             head["station_log_amplitude"] = _relative(log_rms, live & mask[..., None])
-        if self.config.station_stride > 1:
+        stride = self.config.packed_station_stride
+        if stride > 1:
             # The trunk's tokens come out for the encoded stations only, packed (compact_stations),
-            # so the head's inputs are packed the same way; each encoded station also carries its
-            # neighbours' amplitudes, as the stations left out are heard through it.
-            index, valid = compact_stations(strided_stations(mask, positions, self.config.station_stride))
+            # so the head's inputs are packed the same way; with the trunk's station_stride each
+            # encoded station also carries its neighbours' amplitudes, as the stations left out are
+            # heard through it (the stem's strided rows have read their neighbours' amplitudes).
+            index, valid = compact_stations(strided_stations(mask, positions, stride))
             trunk["encoded_index"], trunk["encoded_valid"] = index, valid
 
             def packed(values: torch.Tensor) -> torch.Tensor:  # (batch, stations, ...) -> (batch, k, ...)
@@ -401,7 +403,8 @@ class WaveformPreprocessor(nn.Module):
                 return picked.masked_fill(~valid.reshape(*valid.shape, *tail), 0.0)
 
             amplitude = head["station_log_amplitude"]
-            around = [amplitude.gather(1, neighbours[..., j, None].expand_as(amplitude)) for j in range(neighbours.shape[-1])]
+            around = [] if neighbours is None else [
+                amplitude.gather(1, neighbours[..., j, None].expand_as(amplitude)) for j in range(neighbours.shape[-1])]
             # Without coordinates, the line the record is taken as is laid out before packing.
             where = positions if positions is not None else line_positions(mask, self.config.station_spacing_m)
             head = {"station_mask": valid, "station_x_m": packed(where),

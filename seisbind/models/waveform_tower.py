@@ -196,7 +196,8 @@ class WaveformTrunk(nn.Module):
         if config.array_stem:
             from seisbind.models.array_stem import ArrayStem
 
-            self.array_stem = ArrayStem(config.in_chans, config.array_stem, config.array_stem_strides, config.hidden_size)
+            self.array_stem = ArrayStem(config.in_chans, config.array_stem, config.array_stem_strides, config.hidden_size,
+                                        config.array_stem_station_strides)
 
     @property
     def width(self) -> int:
@@ -214,7 +215,9 @@ class WaveformTrunk(nn.Module):
         (``preprocess.compact_stations``): the output is then (batch, k, frames, hidden), zeros
         where not valid, and the other stations are read only as neighbours. ``array_record``
         (batch, stations, channels, time), the record compressed as a whole, and ``station_x_m``:
-        the array stem's input, exactly when the config has a stem; its output is added to the frames."""
+        the array stem's input, exactly when the config has a stem; its output is added to the frames.
+        Without the trunk, a stem with station strides takes ``encoded_index`` and ``encoded_valid``
+        (its packed rows, as the trunk's ``station_stride``)."""
         if (array_record is None) != (not self.tower_config.array_stem):
             raise ValueError("this trunk has an array stem exactly when array_stem is configured: pass array_record "
                              "then (WaveformPreprocessor gives it)")
@@ -222,7 +225,7 @@ class WaveformTrunk(nn.Module):
             frames = waveforms.shape[-1]
             for kernel, stride in zip(self.tower_config.conv_kernel, self.tower_config.conv_stride, strict=True):
                 frames = (frames - kernel) // stride + 1
-            return self.array_stem(array_record, station_mask, station_x_m, frames)
+            return self.array_stem(array_record, station_mask, station_x_m, frames, encoded_index, encoded_valid)
         frames = self._trunk_frames(waveforms, station_mask, neighbours, encoded_index, encoded_valid)
         if array_record is None:
             return frames
