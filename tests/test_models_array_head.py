@@ -17,21 +17,25 @@ TIME_TOKENS_300 = 37
 
 
 @pytest.fixture(scope="module", params=[(0, 1, 0, False), (1, 1, 0, False), (1, 2, 0, False),
-                                        (1, 2, TIME_TOKENS_300, False), (0, 1, 0, True), (0, 1, 0, "alone"), (0, 1, 0, "alone-strided")],
+                                        (1, 2, TIME_TOKENS_300, False), (0, 1, 0, True), (0, 1, 0, "alone"), (0, 1, 0, "alone-strided"),
+                                        (0, 1, 0, "alone-strided-mean")],
                 ids=["alone", "with-neighbours", "strided", "strided-time-pool", "array-stem", "stem-alone",
-                     "stem-alone-strided"])
+                     "stem-alone-strided", "stem-alone-strided-mean"])
 def tiny(request):
     """The array tower, its trunk reading each station alone or beside one neighbour on each side,
     and encoding every station or every other one past the first convolution; pooled by attention
     or, with time tokens, by the stations' mean at each time token; or with the array stem (a CNN
-    over stations x time) beside the trunk, or in its place, then also striding along the array."""
+    over stations x time) beside the trunk, or in its place, then also striding along the array, and
+    with no attention blocks and a mean pool."""
     torch.manual_seed(0)
     neighbours, stride, time_tokens, stem = request.param
     pool = {"array_pool": "time", "array_time_tokens": time_tokens} if time_tokens else {}
     if stem:
         pool.update(array_stem=[8, 16], array_stem_strides=[2, 2], seislm_trunk=stem is True)
-        if stem == "alone-strided":
+        if stem in ("alone-strided", "alone-strided-mean"):
             pool.update(array_stem_station_strides=[1, 2])
+        if stem == "alone-strided-mean":  # no attention blocks: the gather CNN's global mean pool
+            pool.update(array_depth=0, array_pool="mean")
     model = create_model("tiny", waveform={"head": "array", "neighbour_stations": neighbours,
                                            "station_stride": stride, **pool}).eval()
     assert type(model.heads["waveform"]).__name__ == "ArrayHead"
@@ -345,3 +349,24 @@ def test_time_mean_pool_is_avg_pool1d_with_ceil_mode(frames):
     x = torch.randn(2, 3, frames, 5)
     ref = torch.nn.functional.avg_pool1d(x.reshape(6, frames, 5).transpose(1, 2), 2, ceil_mode=True)
     assert torch.allclose(time_mean_pool(x, 2), ref.transpose(1, 2).reshape(2, 3, -1, 5), atol=1e-6)
+
+
+def test_the_mean_pool_by_hand():
+    """``array_pool: mean`` with no blocks: the projection of the mean of the present tokens, each
+    embedded, given its position, amplitude and time encodings, and normalised."""
+    from seisbind.models.array_head import ArrayHead, fourier_position_features, sinusoidal_encoding
+
+    torch.manual_seed(0)
+    head = ArrayHead(8, 6, 3, array_width=4, depth=0, heads=2, time_pool=1, pool="mean").eval()
+    tokens, mask = torch.randn(2, 3, 5, 8), torch.tensor([[True, True, True], [True, False, True]])
+    x_m, amplitude = torch.tensor([[0.0, 100.0, 300.0], [0.0, 7.0, 500.0]]), torch.randn(2, 3, 3)
+    with torch.no_grad():
+        out = head(tokens, mask, x_m, amplitude)
+        for b in range(2):
+            keep = mask[b]
+            centre = x_m[b][keep].mean()
+            where = head.position(fourier_position_features((x_m[b] - centre) / 1000.0)) + head.amplitude(amplitude[b])
+            when = head.time(sinusoidal_encoding(torch.arange(5), 4))
+            y = head.out_norm(head.embed(head.norm(tokens[b])) + where[:, None] + when[None])
+            assert torch.allclose(out[b], head.proj(y[keep].mean(dim=(0, 1))), atol=1e-5)
+    assert head.distance_slope is None and not list(head.station_layers)

@@ -23,7 +23,8 @@ station over time and pooled the stations as an unordered set, which keeps neith
    at each time token and concatenates the ``time_tokens`` averages in time order (the waveform
    side's counterpart of the image tower's depth pool: when a reflection arrives is what ties a
    record to the depth of an interface, and an attention pool leaves that order to the time
-   encoding). The time pool fixes the record length: other lengths get a clear error.
+   encoding). The time pool fixes the record length: other lengths get a clear error. Or, with
+   ``pool="mean"``, the mean of all present tokens, as a gather CNN pools its last feature map.
 
 Absent stations are masked out of every station attention and of the pool, so they have no
 effect; a record of one station works; stations are a set (no index encoding), so permuting
@@ -145,7 +146,8 @@ class ArrayHead(nn.Module):
         self.station_layers = nn.ModuleList(Block(inner, heads) for _ in range(depth))
         # Learned per-head distance slopes (1/km), softplus-parametrised to stay >= 0; head 0 is global.
         init = torch.tensor([2.0 * 4.0 ** (h - 1) for h in range(1, heads)])
-        self.distance_slope = nn.Parameter(torch.log(torch.expm1(init)))
+        # Without blocks (depth 0) nothing attends, and a parameter without gradient would stall DDP.
+        self.distance_slope = nn.Parameter(torch.log(torch.expm1(init))) if depth else None
         self.time_layers = nn.ModuleList(Block(inner, heads) for _ in range(depth))
         self.out_norm = nn.LayerNorm(inner, eps=1e-6)
         if pool == "attention":
@@ -154,9 +156,20 @@ class ArrayHead(nn.Module):
             self.pool = nn.MultiheadAttention(inner, heads, batch_first=True)
             pooled_width = queries * inner
         else:
-            pooled_width = self.time_tokens * inner
+            pooled_width = self.time_tokens * inner if pool == "time" else inner
         self.proj = nn.Linear(pooled_width, embed_dim, bias=False)
         nn.init.normal_(self.proj.weight, std=pooled_width**-0.5)  # CLIP's projection initialisation
+
+    def _station_bias(self, offsets: torch.Tensor, absent: torch.Tensor, steps: int, dtype) -> torch.Tensor:
+        """One additive mask (batch * steps, heads, stations, stations) carrying both the distance
+        bias and the absent stations (-inf)."""
+        batch, stations = offsets.shape
+        distance = (offsets[:, :, None] - offsets[:, None, :]).abs()  # (batch, stations, stations)
+        slopes = torch.cat([torch.zeros(1, device=offsets.device), nn.functional.softplus(self.distance_slope)])
+        bias = -slopes[None, :, None, None] * distance[:, None]  # (batch, heads, stations, stations)
+        bias = bias.masked_fill(absent[:, None, None, :], float("-inf")).to(dtype)
+        bias = bias[:, None].expand(batch, steps, self.heads, stations, stations)
+        return bias.reshape(batch * steps, self.heads, stations, stations)
 
     def forward(self, tokens: torch.Tensor, station_mask: torch.Tensor, station_x_m: torch.Tensor | None = None,
                 station_log_amplitude: torch.Tensor | None = None) -> torch.Tensor:
@@ -179,13 +192,8 @@ class ArrayHead(nn.Module):
         x = x + where.to(x.dtype)[:, :, None] + when[None, None]
         absent = ~station_mask
         x = x.masked_fill(absent[:, :, None, None], 0.0)
-        # One additive mask carries both the distance bias and the absent stations (-inf).
-        distance = (offsets[:, :, None] - offsets[:, None, :]).abs()  # (batch, stations, stations)
-        slopes = torch.cat([torch.zeros(1, device=x.device), nn.functional.softplus(self.distance_slope)])
-        bias = -slopes[None, :, None, None] * distance[:, None]  # (batch, heads, stations, stations)
-        bias = bias.masked_fill(absent[:, None, None, :], float("-inf")).to(x.dtype)
-        bias = bias[:, None].expand(batch, steps, self.heads, stations, stations)
-        bias = bias.reshape(batch * steps, self.heads, stations, stations)
+        if self.station_layers:
+            bias = self._station_bias(offsets, absent, steps, x.dtype)
         for station_layer, time_layer in zip(self.station_layers, self.time_layers, strict=True):
             y = x.transpose(1, 2).reshape(batch * steps, stations, self.inner)
             y = station_layer(y, bias)
@@ -195,6 +203,10 @@ class ArrayHead(nn.Module):
         # Pre-norm blocks leave the residual stream unnormalised: normalise before pooling, as a ViT
         # does before its head, or the pool's attention logits grow with training and diverge.
         keys = self.out_norm(x.reshape(batch, stations * steps, self.inner))
+        if self.pool_kind == "mean":
+            present = station_mask.to(keys.dtype)[:, :, None]
+            total = (keys.reshape(batch, stations, steps, self.inner) * present[..., None]).sum(dim=(1, 2))
+            return self.proj(total / (present.sum(1) * steps).clamp(min=1.0))
         if self.pool_kind == "time":
             present = station_mask.to(keys.dtype)[:, :, None, None]
             profile = (keys.reshape(batch, stations, steps, self.inner) * present).sum(1)

@@ -54,7 +54,7 @@ class ArrayStem(nn.Module):
 
     ``dims`` and ``time_strides`` give each block's output channels and time stride, and
     ``station_strides`` (None: all 1) its stride along the array; each block is Conv2d (kernel 3
-    stations x s + 1 samples, stride station stride x s), GroupNorm over the present stations,
+    stations x s + 1 samples (3 for s = 1), stride station stride x s), GroupNorm over the present stations,
     GELU; absent stations are zeros between blocks, as the convolution's padding is, so padding a
     record with masked stations changes nothing.
 
@@ -77,8 +77,10 @@ class ArrayStem(nn.Module):
         for out, stride, across in zip(dims, time_strides, station_strides, strict=True):
             # s + 1 samples a step of s: each window overlaps the next by one sample, as the gather
             # CNN's (9 for 8, 5 for 4); 2 s + 1 cost twice the arithmetic for no clear gain
-            # (benchmarks/RESULTS.md, "the array stem").
-            convs.append(nn.Conv2d(c, out, (3, stride + 1), (across, stride), (1, stride // 2), bias=False))
+            # (benchmarks/RESULTS.md, "the array stem"). A block of time stride 1 takes 3 samples,
+            # centred, as the gather CNN's last block does.
+            kernel = stride + 1 if stride > 1 else 3
+            convs.append(nn.Conv2d(c, out, (3, kernel), (across, stride), (1, kernel // 2), bias=False))
             norms.append(nn.GroupNorm(math.gcd(8, out), out))
             c = out
         self.convs, self.norms = nn.ModuleList(convs), nn.ModuleList(norms)

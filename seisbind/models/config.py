@@ -20,7 +20,7 @@ IMAGE_STEMS = ("patch", "conv")
 IMAGE_NORMALIZATIONS = ("per_image", "fixed")
 IMAGE_POOLS = ("token", "avg", "depth")
 WAVEFORM_HEADS = ("array", "station_pool")
-ARRAY_POOLS = ("attention", "time")  # the array head's final pool (see array_head.py)
+ARRAY_POOLS = ("attention", "time", "mean")  # the array head's final pool (see array_head.py)
 WAVEFORM_INPUT_NORMS = ("channel", "record_log")  # how records are scaled for the trunk (preprocess.py)
 
 
@@ -175,7 +175,7 @@ class WaveformTowerConfig:
     # A saved config without this key is a station_pool model.
     head: str = "station_pool"
     array_width: int = 0  # token width of the array blocks; 0: hidden_size
-    array_depth: int = 2  # (station attention, time attention) block pairs
+    array_depth: int = 2  # (station attention, time attention) block pairs; 0: none (tokens straight to the pool)
     array_heads: int = 4
     array_time_pool: int = 2  # trunk frames averaged into one time token
     # Learned queries of the final attention pool, their outputs concatenated before the
@@ -183,7 +183,8 @@ class WaveformTowerConfig:
     array_queries: int = 1
     # "attention": the learned-query pool over all (station, time) tokens. "time": the stations'
     # mean at each time token, the array_time_tokens means concatenated in order (fixes the record
-    # length; see array_head.py).
+    # length; see array_head.py). "mean": the mean of all present tokens, a gather CNN's global
+    # average pool.
     array_pool: str = "attention"
     array_time_tokens: int = 0
     # Where stations sit when a record carries no coordinates: a line in the given order, this far
@@ -256,7 +257,9 @@ class WaveformTowerConfig:
         if self.head not in WAVEFORM_HEADS:
             raise ValueError(f"{sec} config: head must be one of {WAVEFORM_HEADS}; got {self.head!r}")
         if self.head == "array":
-            _check_positive(sec, array_depth=self.array_depth, array_heads=self.array_heads,
+            if not isinstance(self.array_depth, int) or self.array_depth < 0:
+                raise ValueError(f"{sec} config: array_depth must be an integer >= 0; got {self.array_depth!r}")
+            _check_positive(sec, array_heads=self.array_heads,
                             array_time_pool=self.array_time_pool, array_queries=self.array_queries,
                             station_spacing_m=self.station_spacing_m)
             if self.array_pool not in ARRAY_POOLS or (self.array_pool == "time") != (self.array_time_tokens > 0):
