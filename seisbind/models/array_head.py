@@ -203,14 +203,13 @@ class ArrayHead(nn.Module):
         # Pre-norm blocks leave the residual stream unnormalised: normalise before pooling, as a ViT
         # does before its head, or the pool's attention logits grow with training and diverge.
         keys = self.out_norm(x.reshape(batch, stations * steps, self.inner))
-        if self.pool_kind == "mean":
-            present = station_mask.to(keys.dtype)[:, :, None]
-            total = (keys.reshape(batch, stations, steps, self.inner) * present[..., None]).sum(dim=(1, 2))
-            return self.proj(total / (present.sum(1) * steps).clamp(min=1.0))
-        if self.pool_kind == "time":
+        if self.pool_kind in ("time", "mean"):
+            # The present stations' mean at each time token; "mean" then averages those over time
+            # (every present station has every time token, so that is the mean of all of them).
             present = station_mask.to(keys.dtype)[:, :, None, None]
             profile = (keys.reshape(batch, stations, steps, self.inner) * present).sum(1)
-            return self.proj((profile / present.sum(1).clamp(min=1.0)).flatten(1))
+            profile = profile / present.sum(1).clamp(min=1.0)
+            return self.proj(profile.flatten(1) if self.pool_kind == "time" else profile.mean(1))
         ignore = absent[:, :, None].expand(batch, stations, steps).reshape(batch, stations * steps)
         pooled, _ = self.pool(self.query.expand(batch, -1, -1).to(keys.dtype), keys, keys, key_padding_mask=ignore,
                               need_weights=False)
