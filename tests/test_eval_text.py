@@ -68,7 +68,8 @@ def test_emergent_zero_shot_reports_every_method_in_one_table():
     result = text.emergent_zero_shot(model, emb, "test")
     assert set(result) == {"family", "fault_present", "site_class"}
     for task, row in result.items():
-        for method in ("waveform -> text prompts (emergent)", "image -> text prompts",
+        for method in ("waveform -> text prompts (emergent)", "waveform -> text prompts, prior-matched (emergent)",
+                       "image -> text prompts",
                        "waveform -> image prototypes", "linear probe on waveforms (supervised)"):
             assert 0.0 <= row[method]["acc1"] <= 1.0, (task, method)
     assert result["site_class"]["chance (uniform over the classes)"]["acc1"] == pytest.approx(1 / 5)
@@ -108,3 +109,21 @@ def test_text_queries_use_held_out_phrasings_and_rank_the_split(tmp_path):
     seq = np.random.SeedSequence([0, text._CAPTION_SEED_STREAM, int(row["geology_id"])])
     assert captions[0] == make_captions(labels, 1, np.random.default_rng(seq), templates="heldout")[0]
     assert captions[0] != make_captions(labels, 1, np.random.default_rng(seq), templates="train")[0]
+
+
+def test_prior_matching_removes_a_constant_lean_towards_one_class():
+    # Records score like the images plus a constant 2 on class 0: exactly a bias of -2 there undoes it.
+    rng = np.random.default_rng(3)
+    image_scores = 3.0 * rng.standard_normal((300, 4))
+    record_scores = image_scores + np.array([2.0, 0.0, 0.0, 0.0])
+    bias = text.prior_matching_biases(record_scores, image_scores)
+    np.testing.assert_allclose(bias, np.array([-2.0, 0.0, 0.0, 0.0]) + 0.5, atol=1e-6)  # centred: sums to 0
+    np.testing.assert_allclose(text._softmax(record_scores + bias).mean(0), text._softmax(image_scores).mean(0), atol=1e-9)
+    truth = image_scores.argmax(1)
+    assert (record_scores.argmax(1) == 0).mean() > (truth == 0).mean() + 0.2  # the lean the biases remove
+    assert ((record_scores + bias).argmax(1) == truth).all()
+
+
+def test_prior_matching_refuses_scores_of_different_classes():
+    with pytest.raises(ValueError, match="same classes"):
+        text.prior_matching_biases(np.zeros((5, 3)), np.zeros((5, 4)))
