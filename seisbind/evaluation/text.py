@@ -38,11 +38,6 @@ def prompt_classifier(model, prompts: dict) -> tuple[np.ndarray, np.ndarray]:
     return np.array(classes, dtype=object), l2_normalize(np.stack(embs))
 
 
-def _softmax(scores: np.ndarray) -> np.ndarray:
-    z = np.exp(scores - scores.max(axis=1, keepdims=True))
-    return z / z.sum(axis=1, keepdims=True)
-
-
 def prior_matching_biases(record_scores: np.ndarray, image_scores: np.ndarray, steps: int = 200) -> np.ndarray:
     """One bias a class such that the mean softmax of ``record_scores + bias`` over the records
     equals the mean softmax of ``image_scores`` over the images; the biases sum to zero.
@@ -55,14 +50,16 @@ def prior_matching_biases(record_scores: np.ndarray, image_scores: np.ndarray, s
     fitting of the class marginals, a few lines that no maintained library offers on its own.
     It uses no label and no waveform-text pair.
     """
+    from scipy.special import softmax
+
     record_scores, image_scores = np.asarray(record_scores, float), np.asarray(image_scores, float)
     if record_scores.ndim != 2 or image_scores.ndim != 2 or record_scores.shape[1] != image_scores.shape[1]:
         raise ValueError(f"scores must be (items, classes) with the same classes; got {record_scores.shape} "
                          f"and {image_scores.shape}")
-    target = _softmax(image_scores).mean(axis=0)
+    target = softmax(image_scores, axis=1).mean(axis=0)
     bias = np.zeros(record_scores.shape[1])
     for _ in range(steps):
-        bias += np.log(target / _softmax(record_scores + bias).mean(axis=0))
+        bias += np.log(target / softmax(record_scores + bias, axis=1).mean(axis=0))
     return bias - bias.mean()
 
 
