@@ -69,6 +69,7 @@ def test_emergent_zero_shot_reports_every_method_in_one_table():
     assert set(result) == {"family", "fault_present", "site_class"}
     for task, row in result.items():
         for method in ("waveform -> text prompts (emergent)", "waveform -> text prompts, prior-matched (emergent)",
+                       "waveform -> text prompts, shared directions (emergent)",
                        "image -> text prompts",
                        "waveform -> image prototypes", "linear probe on waveforms (supervised)"):
             assert 0.0 <= row[method]["acc1"] <= 1.0, (task, method)
@@ -129,3 +130,44 @@ def test_prior_matching_removes_a_constant_lean_towards_one_class():
 def test_prior_matching_refuses_scores_of_different_classes():
     with pytest.raises(ValueError, match="same classes"):
         text.prior_matching_biases(np.zeros((5, 3)), np.zeros((5, 4)))
+
+
+def test_shared_directions_keep_what_records_and_images_share_and_drop_the_rest():
+    # 16-d space: images vary along axes 0-5; records carry axes 0-2 of their image plus a strong
+    # source term on axes 8-11 that no image has. Class prompts point along their class's image
+    # mean, plus a class-specific component on axes 8-11: plain cosine lets those meet the records'
+    # source terms, the filter must not.
+    rng = np.random.default_rng(5)
+    n, k, dim = 400, 4, 16
+    means = np.zeros((k, dim))
+    means[:, :3] = 2.0 * rng.standard_normal((k, 3))
+    labels = rng.integers(k, size=n)
+    images = means[labels] + np.pad(0.5 * rng.standard_normal((n, 6)), ((0, 0), (0, dim - 6)))
+    geo = np.repeat(np.arange(n), 2)
+    records = np.zeros((2 * n, dim))
+    records[:, :3] = images[geo, :3] + 0.3 * rng.standard_normal((2 * n, 3))
+    records[:, 8:12] = 3.0 * rng.standard_normal((2 * n, 4))
+    prompts = means / np.linalg.norm(means, axis=1, keepdims=True)
+    prompts[:, 8:12] = 1.5 * rng.standard_normal((k, 4))
+
+    f = text.shared_directions(images, records, geo)
+    np.testing.assert_allclose(f, f.T, atol=1e-12)
+    eig = np.linalg.eigvalsh(f)
+    assert eig.min() > -1e-9 and eig.max() <= 1.0 + 1e-9
+    assert np.abs(f[8:12]).max() < 1e-9 and np.abs(f[:, 8:12]).max() < 1e-9  # the source axes are gone
+    assert np.abs(f[3:6]).max() < 0.1  # image-only axes (no record carries them) weigh ~nothing
+    assert np.sum(eig > 0.5) == 3  # the three shared axes, each strongly correlated
+
+    truth = labels[geo]
+    plain = np.mean((records @ prompts.T).argmax(1) == truth)
+    filtered = np.mean((records @ f @ prompts.T).argmax(1) == truth)
+    image_side = np.mean((images @ prompts.T).argmax(1) == labels)
+    assert filtered > 0.9 and filtered > plain + 0.3, (plain, filtered)
+    assert image_side > 0.9  # the prompts themselves read the images
+
+
+def test_shared_directions_refuse_misaligned_or_unrelated_inputs():
+    with pytest.raises(ValueError, match="one geology index a record"):
+        text.shared_directions(np.ones((4, 8)), np.ones((6, 8)), np.arange(4))
+    with pytest.raises(ValueError, match="do not covary"):
+        text.shared_directions(np.ones((4, 8)), np.ones((8, 8)), np.repeat(np.arange(4), 2))

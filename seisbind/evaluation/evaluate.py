@@ -280,10 +280,12 @@ def _evaluate_here(model, before, data, split, stages, clock, *, baseline_steps,
     if ModalityType.TEXT in model.modalities:
         from seisbind.evaluation import text
 
+        shared = text.train_shared_directions(after_emb)
         results["text"] = {
-            "zero_shot": text.emergent_zero_shot(model, after_emb, split),
-            "retrieval": text.text_retrieval(model, data[split], test, seed, templates="train"),
-            "retrieval_heldout_phrasings": text.text_retrieval(model, data[split], test, seed, templates="heldout"),
+            "zero_shot": text.emergent_zero_shot(model, after_emb, split, shared),
+            "retrieval": text.text_retrieval(model, data[split], test, seed, templates="train", shared=shared),
+            "retrieval_heldout_phrasings": text.text_retrieval(model, data[split], test, seed, templates="heldout",
+                                                               shared=shared),
         }
         lap("text")
     if pending is not None:
