@@ -10,6 +10,10 @@ is therefore ImageBind's emergent link:
   waveform embeddings, the bar that uses labels; and the same prompts **prior-matched**
   (:func:`prior_matching_biases`): one bias a class, fitted without labels on the train split so
   that the records' class frequencies are those the bound image-text pair gives the train images;
+  and the same prompts compared with the records only along the **shared directions**
+  (:func:`shared_directions`): the image directions the paired train records predict, each
+  weighted by how well, so that what a record carries and no image does (its source, its path)
+  does not meet the prompts' own off-image components;
 * **text -> image and text -> waveform retrieval**: one caption per geology of the evaluated split
   (geologies training never saw, so captions it never saw), ranked against the split's images and
   waveforms with :mod:`seisbind.evaluation.metrics`; once in the training bank's phrasings and
