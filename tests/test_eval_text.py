@@ -101,6 +101,11 @@ def test_text_queries_use_held_out_phrasings_and_rank_the_split(tmp_path):
     result = text.text_retrieval(model, test, emb)
     assert result["text_to_image"]["gallery_size"] == len(test) and result["text_to_image"]["queries"] == len(test)
     assert result["text_to_waveform"]["positives_per_query"] == TINY_QUAKE["sources_per_geology"]
+    # through an identity filter, text -> waveform ranks exactly as plain cosine does
+    through = text.text_retrieval(model, test, emb, shared=np.eye(emb.waveform.shape[1]))
+    assert through["text_to_waveform_shared_directions"] == through["text_to_waveform"] == result["text_to_waveform"]
+    assert "| text -> waveform, shared directions, held-out phrasings |" in text.markdown(
+        {"zero_shot": {}, "retrieval_heldout_phrasings": through})
     # the queries are the held-out bank's phrasings of each geology, not the training bank's
     from seisbind.data.captions import make_captions
     from seisbind.training.data import LABEL_COLUMNS
