@@ -88,6 +88,16 @@ def test_probes_near_perfect_when_separable_and_chance_when_shuffled():
     assert lin["acc1"] < 0.55 and knn["acc1"] < 0.55  # chance is 1/3
 
 
+def test_linear_probe_takes_a_class_that_only_validation_holds():
+    # Train holds classes 0 and 1 (a binary fit), validation also 2: the refit on train +
+    # validation is multinomial, and must not start from the binary weights (quickstart --seed 3).
+    rng = np.random.default_rng(4)
+    (xtr, ytr), (xva, yva), (xte, yte) = (_blobs(n, rng) for n in (200, 60, 100))
+    keep = ytr < 2
+    out = linear_probe_classification(xtr[keep], ytr[keep], xva, yva, xte, yte)
+    assert out["acc1"] > 0.9  # class 2 is learnt from validation alone, and test reads it
+
+
 def test_regression_probes_r2():
     rng = np.random.default_rng(2)
     x = rng.normal(size=(400, 6))

@@ -74,7 +74,10 @@ def linear_probe_classification(xtr, ytr, xva, yva, xte, yte) -> dict:
         # The refit starts from the search's last weights (the problem is convex, so only the time
         # changes) and, like CLIP_benchmark's fixed epoch budget, stops after 300 L-BFGS steps: at the
         # weak end of the grid the data are separable and full convergence would take minutes.
-        probe.set_params(C=1.0 / (wd * len(xall)), max_iter=300, tol=1e-4)
+        # A class that only validation holds changes the weights' shape (binary -> multinomial):
+        # then the refit starts cold (quickstart --seed 3: site class B in validation only).
+        same_classes = np.array_equal(np.unique(yall), probe.classes_)
+        probe.set_params(C=1.0 / (wd * len(xall)), max_iter=300, tol=1e-4, warm_start=same_classes)
         pred = probe.fit(xall, yall).predict(xte)
     return {**classification_report(yte, pred), "weight_decay": wd, "validation_acc1": val}
 
