@@ -92,8 +92,8 @@ def shared_directions(images: np.ndarray, waveforms: np.ndarray, waveform_geolog
     cross = (paired - paired.mean(0)).T @ (waveforms - waveforms.mean(0))
     # Its rank at float32 precision, the embeddings' own: past it the singular values are rounding
     # (a tower narrower than the embedding, e.g. a 32-wide head projected to 512, leaves a null space).
-    top = np.linalg.norm(cross, 2)
-    rank = int(np.linalg.matrix_rank(cross, tol=top * max(cross.shape) * np.finfo(np.float32).eps)) if top > 0 else 0
+    singular = np.linalg.svd(cross, compute_uv=False)
+    rank = int(np.sum(singular > singular[0] * max(cross.shape) * np.finfo(np.float32).eps)) if singular[0] > 0 else 0
     if rank == 0:
         raise ValueError("records and images do not covary: no shared direction to compare them along")
     pls = PLSSVD(n_components=rank, scale=False).fit(paired, waveforms)
@@ -158,6 +158,8 @@ def emergent_zero_shot(model, emb: dict, split: str, shared: np.ndarray | None =
     val_all, train_all = task_labels(emb["validation"].waveform_labels), task_labels(emb["train"].waveform_labels)
     scale = text_logit_scale(model)
     shared = train_shared_directions(emb) if shared is None else shared
+    train_records, train_images = l2_normalize(emb["train"].waveform), l2_normalize(emb["train"].image)
+    records = l2_normalize(emb[split].waveform)
     out = {}
     for task in TASKS:
         if task not in test_w or task not in train_labels:
@@ -165,10 +167,9 @@ def emergent_zero_shot(model, emb: dict, split: str, shared: np.ndarray | None =
         prompts = task_prompts(task, np.unique(train_labels[task]))
         classes, text_protos = prompt_classifier(model, prompts)
         y = test_w[task]
-        bias = prior_matching_biases(scale * l2_normalize(emb["train"].waveform) @ text_protos.T,
-                                     scale * l2_normalize(emb["train"].image) @ text_protos.T)
-        matched = classes[np.argmax(scale * l2_normalize(emb[split].waveform) @ text_protos.T + bias, axis=1)]
-        filtered = classes[np.argmax(l2_normalize(emb[split].waveform) @ shared @ text_protos.T, axis=1)]
+        bias = prior_matching_biases(scale * train_records @ text_protos.T, scale * train_images @ text_protos.T)
+        matched = classes[np.argmax(scale * records @ text_protos.T + bias, axis=1)]
+        filtered = classes[np.argmax(records @ shared @ text_protos.T, axis=1)]
         row = {
             "waveform -> text prompts (emergent)": classification_report(y, zero_shot_predict(emb[split].waveform, classes, text_protos)),
             "waveform -> text prompts, prior-matched (emergent)": classification_report(y, matched),
@@ -213,11 +214,12 @@ def text_retrieval(model, dataset, emb, seed: int = 0, batch_size: int = 64, tem
                                for i in range(0, len(captions), batch_size)])  # fmt: skip
     n = len(captions)
     to_image = retrieval_report(text @ emb.image.T, np.eye(n, dtype=bool))
-    to_waveform = retrieval_report(text @ emb.waveform.T, np.arange(n)[:, None] == emb.waveform_geology[None, :])
+    positives = np.arange(n)[:, None] == emb.waveform_geology[None, :]
+    to_waveform = retrieval_report(text @ emb.waveform.T, positives)
     out = {"text_to_image": to_image, "text_to_waveform": to_waveform, "examples": captions[:5]}
     if shared is not None:
         out["text_to_waveform_shared_directions"] = retrieval_report(
-            l2_normalize(text) @ shared @ l2_normalize(emb.waveform).T, np.arange(n)[:, None] == emb.waveform_geology[None, :])
+            l2_normalize(text) @ shared @ l2_normalize(emb.waveform).T, positives)
     return out
 
 
