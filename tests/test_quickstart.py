@@ -27,6 +27,9 @@ def test_quickstart_end_to_end_small(tmp_path, capsys):
     # the quickstart's model has a text tower: text tables, and a text query of the index
     assert set(results["text"]["zero_shot"]) == {"family", "fault_present", "site_class"}
     assert "| waveform -> text prompts (emergent) |" in printed and "| text -> image, held-out phrasings |" in printed
+    # the shared-directions filter reaches both the zero-shot and the text -> waveform tables
+    assert "| waveform -> text prompts, shared directions (emergent) |" in printed
+    assert "text_to_waveform_shared_directions" in results["text"]["retrieval_heldout_phrasings"]
     assert 'text query "layers cut by a fault"' in printed
 
 
