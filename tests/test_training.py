@@ -21,7 +21,7 @@ import torch
 import seisbind.models
 from seisbind.data.generate import generate
 from seisbind.training import CheckpointError, TrainingDiverged, load_config, train, verify_checkpoint
-from seisbind.training.augment import WaveformAugment
+from seisbind.training.augment import WaveformAugment, stretch_record
 from seisbind.training.checkpointing import find_resumable, list_checkpoints
 from seisbind.training.cli import main as train_main
 from seisbind.training.config import TrainConfig
@@ -292,6 +292,50 @@ def test_a_noiseless_augmentation_is_exactly_a_gain_and_a_shift():
     reference = np.random.default_rng(5)
     reference.integers(-3, 4), reference.uniform(), reference.uniform()
     assert rng.uniform() == reference.uniform()
+
+
+def test_stretching_a_ricker_record_gives_the_ricker_of_the_scaled_frequency():
+    """A ground with every velocity x a records u(a t): a Ricker of f becomes one of a f, peaking
+    at 1.5 / (a f); what ran past the window is zero."""
+    t = np.arange(600) / 100.0
+
+    def ricker(f):
+        arg = (np.pi * f * (t - 1.5 / f)) ** 2
+        return ((1 - 2 * arg) * np.exp(-arg)).astype(np.float32)
+
+    record = np.stack([ricker(2.4), -0.5 * ricker(2.4)])[:, None]  # (stations, channels, time)
+    for a in (0.8, 1.25):
+        out = stretch_record(record, a)
+        assert out.shape == record.shape and out.dtype == np.float32
+        live = a * np.arange(600) <= 599
+        assert np.abs(out[0, 0, live] - ricker(2.4 * a)[live]).max() < 1e-2  # linear: 0.4 % of the peak
+        assert np.allclose(out[1], -0.5 * out[0], atol=1e-6)  # one stretch for every station
+        assert np.all(out[..., ~live] == 0)
+        assert abs(t[np.argmax(out[0, 0])] - 1.5 / (2.4 * a)) <= 0.01
+    assert np.array_equal(stretch_record(record, 1.0), record)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="velocity factor must be a positive number"):
+            stretch_record(record, bad)
+
+
+def test_velocity_scale_stretches_every_record_of_a_pair_by_one_factor_and_keeps_the_image(tiny_data):
+    rows = load_rows(tiny_data, "train")
+    kw = dict(seed=4, min_stations=2, max_stations=3, station_drop_prob=0.5, mirror_prob=0.5, sources_per_pair=2)
+    plain, fast = PairDataset(rows, **kw), PairDataset(rows, **kw, velocity_scale=(1.2, 1.2))
+    for key in [(0, 0), (1, 3), (2, 5)]:
+        a, b = plain[key], fast[key]
+        assert torch.equal(a["image"], b["image"])  # a reflectivity section does not see the scale
+        assert np.allclose(b["waveforms"].numpy(), stretch_record(a["waveforms"].numpy(), 1.2), atol=1e-6)
+        assert np.allclose(b["waveform_views"][0].numpy(), stretch_record(a["waveform_views"][0].numpy(), 1.2),
+                           atol=1e-6)  # the other source: the same ground, the same factor
+        assert not torch.allclose(a["waveforms"], b["waveforms"])
+    drawn = PairDataset(rows, **kw, velocity_scale=(0.8, 1.25))
+    again = PairDataset(rows, **kw, velocity_scale=(0.8, 1.25))
+    assert torch.equal(drawn[(1, 2)]["waveforms"], again[(1, 2)]["waveforms"])  # a function of the key
+    with pytest.raises(ValueError, match="velocity_scale must be"):
+        PairDataset(rows, **kw, velocity_scale=(0.0, 1.0))
+    with pytest.raises(ValueError, match="velocity_scale must be"):
+        TrainConfig(velocity_scale=[1.2, 1.1])
 
 
 # --- checkpoints ------------------------------------------------------------------------------

@@ -59,6 +59,11 @@ class TrainConfig:
     noise_level: list[float] = field(default_factory=lambda: [0.0, 0.1])  # noise RMS / record RMS
     max_time_shift_s: float = 0.1  # origin-time jitter, the same for every station of a pair
     mirror_prob: float = 0.5  # mirror the section and its record left-right (exact in 2-D P-SV)
+    # The ground's velocities scaled by a factor drawn log-uniformly from [low, high] per pair, the
+    # records compressed in time to match (seisbind.training.augment.stretch_record: exact for the
+    # wave equation with the source's wavelet scaled in frequency alike; a reflectivity section is
+    # unchanged). Needs records whose window starts at the source's onset, as generated ones do.
+    velocity_scale: list[float] = field(default_factory=lambda: [1.0, 1.0])
     # Records of one geology from this many different sources in each pair (quake data store
     # several per geology): each is bound to the image and the records to each other, so the
     # waveform tower learns what they share, the ground, and to ignore the source. 1 = one source.
@@ -145,15 +150,15 @@ class TrainConfig:
         if self.mixed_precision not in MIXED_PRECISION:
             raise ValueError(f"train config: mixed_precision must be one of {MIXED_PRECISION}; "
                              f"got {self.mixed_precision!r}")
-        for key, low in (("amplitude_scale", 0.0), ("noise_level", 0.0), ("betas", 0.0)):
+        for key, low in (("amplitude_scale", 0.0), ("noise_level", 0.0), ("velocity_scale", 0.0), ("betas", 0.0)):
             pair = getattr(self, key)
             if len(pair) != 2:
                 raise ValueError(f"train config: {key} must be a pair [low, high]; got {pair!r}")
             if key == "betas":
                 if not all(0.0 <= b < 1.0 for b in pair):
                     raise ValueError(f"train config: betas must lie in [0, 1); got {pair!r}")
-            elif not (low <= pair[0] <= pair[1]) or (key == "amplitude_scale" and pair[0] <= 0):
-                bound = "0 <" if key == "amplitude_scale" else "0 <="
+            elif not (low <= pair[0] <= pair[1]) or (key in ("amplitude_scale", "velocity_scale") and pair[0] <= 0):
+                bound = "0 <" if key in ("amplitude_scale", "velocity_scale") else "0 <="
                 raise ValueError(f"train config: {key} must be [low, high] with {bound} low <= high; got {pair!r}")
         if self.time_budget_s is not None and not (math.isfinite(self.time_budget_s) and self.time_budget_s > 0):
             raise ValueError(f"train config: time_budget_s must be a positive number of seconds or null; "

@@ -24,11 +24,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from seisbind.mirror import ZNE, mirror_records, mirrorable
-from seisbind.training.augment import WaveformAugment, mirror_pair
+from seisbind.training.augment import WaveformAugment, mirror_pair, stretch_record
 
 # Streams of SeedSequence(seed, stream, ...): the sampler's permutations, the pairs' draws, each
 # geology's caption pool, and the other sources of a pair's views.
-_SAMPLER_STREAM, _PAIR_STREAM, _CAPTION_STREAM, _VIEW_STREAM = 0, 1, 2, 3
+_SAMPLER_STREAM, _PAIR_STREAM, _CAPTION_STREAM, _VIEW_STREAM, _VELOCITY_STREAM = 0, 1, 2, 3, 4
 TRAIN_COLUMNS = ("image", "waveforms", "waveform_scale", "geology_id")
 POSITIONS = "station_x_m"  # optional column: each station's position along the array (m)
 # The label columns captions are made from (those a dataset has; see seisbind.data.captions).
@@ -151,8 +151,12 @@ class PairDataset(Dataset):
     def __init__(self, rows, seed: int, min_stations: int, max_stations: int,
                  augment: WaveformAugment | None = None, mirror_prob: float = 0.0,
                  station_drop_prob: float = 1.0, captions_per_geology: int = 0, tokenizer=None,
-                 sources_per_pair: int = 1) -> None:
+                 sources_per_pair: int = 1, velocity_scale: tuple[float, float] = (1.0, 1.0)) -> None:
         self.rows, self.seed, self.augment = rows, seed, augment
+        low, high = (float(v) for v in velocity_scale)
+        if not 0 < low <= high:
+            raise ValueError(f"velocity_scale must be [low, high] with 0 < low <= high; got {velocity_scale!r}")
+        self.velocity_scale = (low, high)
         self.sources_per_pair = int(sources_per_pair)
         if self.sources_per_pair < 1:
             raise ValueError(f"sources_per_pair must be >= 1; got {sources_per_pair!r}")
@@ -217,6 +221,13 @@ class PairDataset(Dataset):
             others = [s for s in range(n_sources) if s != source]
             records = [decode_record(row, others[i], stations)
                        for i in view_rng.permutation(len(others))[: self.sources_per_pair - 1]]  # fmt: skip
+        if self.velocity_scale != (1.0, 1.0):
+            # One factor for every record of the pair: they are of one ground. Its own stream, so the
+            # draws above stay what they are with the option off.
+            low, high = self.velocity_scale
+            factor = float(np.exp(np.random.default_rng(np.random.SeedSequence(
+                [self.seed, _VELOCITY_STREAM, int(epoch), int(index)])).uniform(np.log(low), np.log(high))))
+            record, records = stretch_record(record, factor), [stretch_record(r, factor) for r in records]
         if mirror:
             # Stations reversed onto the same (symmetric) positions: see mirror_pair.
             records = [mirror_records(r, self.mirror_channels) for r in records]

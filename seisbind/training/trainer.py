@@ -61,8 +61,8 @@ BEST_DIR, FINAL_DIR = "best-model", "final-model"
 # Keys whose change on resume makes the continued run a different run from the checkpointed one.
 _TRAJECTORY_KEYS = ("model", "model_overrides", "data", "seed", "batch_size", "gradient_accumulation_steps",
                     "min_stations", "max_stations", "station_drop_prob", "mirror_prob", "amplitude_scale", "noise_level",
-                    "max_time_shift_s", "lr", "weight_decay", "warmup_steps", "max_steps", "time_budget_s", "lock",
-                    "lock_image", "lock_waveform", "captions_per_geology", "compile")
+                    "max_time_shift_s", "velocity_scale", "sources_per_pair", "lr", "weight_decay", "warmup_steps",
+                    "max_steps", "time_budget_s", "lock", "lock_image", "lock_waveform", "captions_per_geology", "compile")
 
 
 class TrainingDiverged(RuntimeError):
@@ -278,7 +278,7 @@ def train(config: TrainConfig) -> TrainResult:
                           config.mirror_prob, config.station_drop_prob,
                           captions_per_geology=config.captions_per_geology if text else 0,
                           tokenizer=model.preprocessors[ModalityType.TEXT].tokenizer if text else None,
-                          sources_per_pair=config.sources_per_pair)
+                          sources_per_pair=config.sources_per_pair, velocity_scale=tuple(config.velocity_scale))
 
     optimizer = build_optimizer(model, config.lr, config.weight_decay, tuple(config.betas), config.eps)
     scheduler = build_scheduler(optimizer, config.warmup_steps, config.max_steps)
