@@ -16,9 +16,10 @@ for every record of the pair): every velocity times ``a`` (density by Gardner's 
 ``a**0.25``) with a source wavelet of ``a`` times the frequency records ``u(x, a t)``, the original
 record compressed in time by ``a``. The elastic and acoustic wave equations have no other time
 scale; an amplitude factor aside, re-simulations of a quickstart geology matched the stretched
-record to 0.3-0.5 % at a = 0.85-1.18. A section of reflectivity, normalised per image, does not
-change (impedance ratios are what it shows): the pair is the same section over another absolute
-velocity, which the record shows and the image cannot. And the mirror (:func:`mirror_pair`): a 2-D section mirrored left to right is another
+record to 0.40-0.45 % at a = 0.85 and 1.18. A section of reflectivity, normalised per image, does
+not change (impedance ratios are what it shows): the pair is the same section over another
+absolute velocity, which the record shows and the image cannot. And the mirror
+(:func:`mirror_pair`): a 2-D section mirrored left to right is another
 valid geology, and its record is the original's with the stations in reverse order and the in-plane
 horizontal component (N, along increasing distance) negated; Z and the out-of-plane E are unchanged.
 A record whose channels are shots along the line (OpenFWI's ``shot0..shot4``) mirrors with its shots
@@ -99,8 +100,8 @@ def stretch_record(x: np.ndarray, factor: float) -> np.ndarray:
     A factor above 1 (faster ground) compresses the record and leaves its last ``1 - 1/factor`` of the
     window empty; below 1 stretches it and drops the tail that no longer fits. Linear interpolation,
     vectorised over every trace at once (``np.interp`` takes one trace a call): on quickstart records
-    (a 2.4 Hz wavelet at 100 Hz, 42 samples a period) it is within 0.4 % of a cubic spline at a
-    tenth of the cost, and a data worker stretches 32 records a step."""
+    (a 2.4 Hz wavelet at 100 Hz, 42 samples a period) it is within 0.4 % of a cubic spline at
+    under a tenth of the cost, and a data worker stretches 32 records a step."""
     x = np.asarray(x, dtype=np.float32)
     if not (np.isfinite(factor) and factor > 0):
         raise ValueError(f"the velocity factor must be a positive number; got {factor!r}")

@@ -27,7 +27,7 @@ from seisbind.mirror import ZNE, mirror_records, mirrorable
 from seisbind.training.augment import WaveformAugment, mirror_pair, stretch_record
 
 # Streams of SeedSequence(seed, stream, ...): the sampler's permutations, the pairs' draws, each
-# geology's caption pool, and the other sources of a pair's views.
+# geology's caption pool, the other sources of a pair's views, and a pair's velocity factor.
 _SAMPLER_STREAM, _PAIR_STREAM, _CAPTION_STREAM, _VIEW_STREAM, _VELOCITY_STREAM = 0, 1, 2, 3, 4
 TRAIN_COLUMNS = ("image", "waveforms", "waveform_scale", "geology_id")
 POSITIONS = "station_x_m"  # optional column: each station's position along the array (m)
@@ -146,6 +146,11 @@ class PairDataset(Dataset):
     view is the pair of ``sources_per_pair`` = 1), at the same stations and mirrored with the
     image, each with its own augmentation draw. The loss binds every view to the image and the
     views to each other (:class:`~seisbind.models.losses.ContrastiveLoss`).
+
+    With ``velocity_scale`` = (low, high) other than (1, 1), every record of a pair (its views too)
+    is the record of the same ground with its velocities times one factor, drawn log-uniformly from
+    ``SeedSequence(seed, 4, epoch, row)``: compressed in time by it (:func:`stretch_record`); the
+    image is unchanged.
     """
 
     def __init__(self, rows, seed: int, min_stations: int, max_stations: int,
