@@ -101,7 +101,9 @@ def stretch_record(x: np.ndarray, factor: float) -> np.ndarray:
     window empty; below 1 stretches it and drops the tail that no longer fits. Linear interpolation,
     vectorised over every trace at once (``np.interp`` takes one trace a call): on quickstart records
     (a 2.4 Hz wavelet at 100 Hz, 42 samples a period) it is within 0.4 % of a cubic spline at
-    under a tenth of the cost, and a data worker stretches 32 records a step."""
+    under a tenth of the cost, and a data worker stretches 32 records a step. Not
+    :func:`seisbind.io.obspy_streams.resample_array`: that is a change of sampling rate through
+    ObsPy, trace by trace, and refuses a window that runs past the record's end."""
     x = np.asarray(x, dtype=np.float32)
     if not (np.isfinite(factor) and factor > 0):
         raise ValueError(f"the velocity factor must be a positive number; got {factor!r}")
